@@ -1,0 +1,133 @@
+"""The ``memos`` Typer application: global options, and the one place errors become exit codes.
+
+Commands live in the sibling modules and register themselves on ``app``. ``run``
+maps every ``MemosError`` to its exit code with one line on stderr, Ctrl-C to 130,
+and shows a traceback only with ``--debug`` / ``MEMOS_DEBUG=1`` (never locals).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Optional
+
+import click
+import typer
+
+from memos_cli import __version__
+from memos_cli.errors import ExitCode, MemosError
+
+app = typer.Typer(
+    name="memos",
+    help="A personal assistant that remembers: encrypted, local memories found by meaning.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class State:
+    profile: Optional[str] = None
+    debug: bool = False
+
+
+STATE = State()
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"memos {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    profile: Optional[str] = typer.Option(
+        None, "--profile", "-p", envvar="MEMOS_PROFILE",
+        help="Memory set to use (separate memories and key), e.g. work or personal."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    STATE.profile = profile
+    STATE.debug = debug or os.environ.get("MEMOS_DEBUG") == "1"
+
+
+def prompt_passphrase(prompt: str) -> str | None:
+    """MEMOS_PASSPHRASE for scripts; a hidden prompt on a terminal; else nothing."""
+    value = os.environ.get("MEMOS_PASSPHRASE")
+    if value:
+        return value
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt, stream=sys.stderr)
+    return None
+
+
+def engine():
+    """The engine for this invocation, with terminal-aware passphrase and notices."""
+    from memos_cli.cli.output import err
+    from memos_cli.engine import MemoryEngine
+
+    return MemoryEngine(STATE.profile, passphrase=prompt_passphrase, notice=err)
+
+
+def _register_commands() -> None:
+    # Imported for their side effect of adding commands to ``app``.
+    from memos_cli.cli import completion_cmds, key_cmds, memory_cmds, transfer_cmds  # noqa: F401
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and exit with the documented exit code."""
+    sys.exit(invoke(argv))
+
+
+def invoke(argv: list[str] | None = None) -> int:
+    """Run the app and return its exit code (tests call this in-process)."""
+    _register_commands()
+    if "_MEMOS_COMPLETE" in os.environ:
+        # Teach click the completion protocol that Typer's generated scripts speak.
+        from typer.completion import completion_init
+
+        completion_init()
+    command = typer.main.get_command(app)
+    STATE.debug = os.environ.get("MEMOS_DEBUG") == "1"
+    try:
+        command.main(args=argv, prog_name="memos", standalone_mode=False)
+        return ExitCode.OK
+    except MemosError as exc:
+        return _fail(exc, f"memos: {exc}", exc.exit_code)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort) as exc:
+        return _fail(exc, "memos: interrupted", ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (memos list | head): not an error worth a message.
+        _silence_stdout()
+        return ExitCode.OK
+    except Exception as exc:  # a bug: say so in one line, trace with --debug
+        return _fail(exc, f"memos: unexpected error: {type(exc).__name__}: {exc}",
+                     ExitCode.ERROR)
+
+
+def _fail(exc: BaseException, message: str, code: int) -> int:
+    if STATE.debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    print(message, file=sys.stderr, flush=True)
+    return code
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass

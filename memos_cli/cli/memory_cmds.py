@@ -1,0 +1,236 @@
+"""Memory commands: remember, recall, list, show, update, forget, stats, reindex."""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from memos_cli.cli.app import app, engine
+from memos_cli.cli.output import (err, memory_json, print_json, print_memories, print_table,
+                                  print_tsv, progress, stdin_is_terminal, stdout_is_terminal)
+from memos_cli.errors import IntegrityError, UsageError
+from memos_cli.memory import KINDS, SHORT_ID, Memory
+from memos_cli.timeparse import parse_when
+
+JSON = typer.Option(False, "--json", help="Print JSON.")
+KIND_HELP = f"One of: {', '.join(KINDS)}."
+
+
+def _when(value: Optional[str]):
+    return parse_when(value) if value else None
+
+
+def _read_text_arg(text: Optional[str]) -> str:
+    """TEXT, or stdin when TEXT is '-' or absent and stdin is piped."""
+    if text is None or text == "-":
+        if text is None and stdin_is_terminal():
+            raise UsageError("give the text to remember, or pipe it on stdin")
+        return sys.stdin.read()
+    return text
+
+
+def _report_damage(eng) -> None:
+    """Readable records were printed; now say which were not, and exit 5."""
+    if eng.damaged:
+        ids = ", ".join(i[:SHORT_ID] for i in eng.damaged)
+        raise IntegrityError(f"{len(eng.damaged)} memory(ies) failed the integrity check "
+                             f"and were left out: {ids}")
+
+
+@app.command()
+def remember(
+    text: Optional[str] = typer.Argument(None, help="The memory; '-' or omitted reads stdin."),
+    kind: str = typer.Option("note", "--kind", "-k", help=KIND_HELP),
+    tag: List[str] = typer.Option([], "--tag", "-t", help="A tag (repeat for more)."),
+    importance: float = typer.Option(0.5, "--importance", "-i", min=0.0, max=1.0,
+                                     help="How much this matters, 0..1."),
+    at: Optional[str] = typer.Option(None, "--at", help="When it happened: ISO date or '3 days ago'."),
+    lines: bool = typer.Option(False, "--lines", help="One memory per non-empty line of input."),
+    as_json: bool = JSON,
+) -> None:
+    """Store a memory (encrypted). Prints its id."""
+    from memos_cli.engine import NewMemory
+
+    body = _read_text_arg(text)
+    chunks = [line for line in body.splitlines() if line.strip()] if lines else [body]
+    source = "stdin" if text in (None, "-") else "cli"
+    items = [NewMemory(chunk, kind=kind, tags=tag, importance=importance,
+                       occurred_at=_when(at), source=source) for chunk in chunks]
+    if not any(item.text.strip() for item in items):
+        raise UsageError("nothing to remember: the text is empty")
+    results = engine().remember_many(items)
+    for result in results:
+        if not result.created:
+            err(f"already remembered as {result.memory.id[:SHORT_ID]}: nothing added")
+    if as_json:
+        records = [dict(memory_json(r.memory), created=r.created) for r in results]
+        print_json(records if lines else records[0])
+        return
+    for result in results:
+        print(result.memory.id)
+
+
+@app.command()
+def recall(
+    query: str = typer.Argument(..., help="What to look for, in your own words."),
+    limit: int = typer.Option(10, "--limit", "-n", min=1, help="How many results."),
+    kind: Optional[str] = typer.Option(None, "--kind", "-k", help=KIND_HELP),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Only memories with this tag."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only from this time on."),
+    until: Optional[str] = typer.Option(None, "--until", help="Only up to this time."),
+    as_json: bool = JSON,
+) -> None:
+    """Find memories by meaning, best first, each with a score."""
+    eng = engine()
+    hits = eng.recall(query, limit, kind=kind, tag=tag, since=_when(since), until=_when(until))
+    print_memories([h.memory for h in hits], [h.score for h in hits], as_json)
+    _report_damage(eng)
+
+
+@app.command("list")
+def list_(
+    kind: Optional[str] = typer.Option(None, "--kind", "-k", help=KIND_HELP),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Only memories with this tag."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="At most this many."),
+    all_: bool = typer.Option(False, "--all", help="Include memories no longer valid."),
+    as_json: bool = JSON,
+) -> None:
+    """List memories, newest first."""
+    eng = engine()
+    memories = eng.list(kind=kind, tag=tag, limit=limit, include_inactive=all_)
+    print_memories(memories, None, as_json)
+    _report_damage(eng)
+
+
+@app.command()
+def show(ref: str = typer.Argument(..., help="A memory id or unique prefix."),
+         as_json: bool = JSON) -> None:
+    """Show one memory with its history of earlier versions."""
+    memory = engine().show(ref)
+    if as_json:
+        print_json(memory_json(memory, history=True))
+        return
+    _print_detail(memory)
+
+
+def _print_detail(memory: Memory) -> None:
+    fields = [("id", memory.id), ("text", memory.text), ("kind", memory.kind),
+              ("tags", ", ".join(memory.tags)), ("importance", memory.importance),
+              ("status", memory.status), ("created", memory.created_at),
+              ("updated", memory.updated_at), ("occurred", memory.occurred_at),
+              ("source", memory.source + (f" ({memory.source_ref})" if memory.source_ref else ""))]
+    if stdout_is_terminal():
+        print_table(None, ["field", "value"], [(k, v) for k, v in fields])
+    else:
+        print_tsv(fields)
+    for n, old in enumerate(reversed(memory.history), start=1):
+        line = f"history[{n}]\t{old.updated_at}\t{old.reason}\t{old.text}"
+        print(line if not stdout_is_terminal() else line.replace("\t", "  "))
+
+
+@app.command()
+def update(
+    ref: str = typer.Argument(..., help="A memory id or unique prefix."),
+    text: Optional[str] = typer.Argument(None, help="The new text ('-' reads stdin)."),
+    kind: Optional[str] = typer.Option(None, "--kind", "-k", help=KIND_HELP),
+    tag: Optional[List[str]] = typer.Option(None, "--tag", "-t", help="Replace the tags."),
+    importance: Optional[float] = typer.Option(None, "--importance", "-i", min=0.0, max=1.0),
+    as_json: bool = JSON,
+) -> None:
+    """Change a memory; the previous version is kept in its history."""
+    new_text = sys.stdin.read() if text == "-" else text
+    if new_text is None and kind is None and tag is None and importance is None:
+        raise UsageError("nothing to change: give new text or --kind/--tag/--importance")
+    memory = engine().update(ref, new_text, kind=kind, tags=tag, importance=importance)
+    if as_json:
+        print_json(memory_json(memory, history=True))
+    else:
+        print(memory.id)
+
+
+@app.command()
+def forget(
+    refs: Optional[List[str]] = typer.Argument(None, help="Memory ids or unique prefixes."),
+    query: Optional[str] = typer.Option(None, "--query", "-q", help="Memories matching this."),
+    limit: int = typer.Option(5, "--limit", "-n", min=1, help="With --query: how many."),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Every memory with this tag."),
+    before: Optional[str] = typer.Option(None, "--before", help="Every memory created before."),
+    all_: bool = typer.Option(False, "--all", help="Everything, and the profile's keys."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would go; change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed when not on a terminal)."),
+    as_json: bool = JSON,
+) -> None:
+    """Delete memories for good: no text, vector or old version stays on disk."""
+    chosen = sum(bool(x) for x in (refs, query, tag, before, all_))
+    if chosen != 1:
+        raise UsageError("say what to forget: IDs, or one of --query, --tag, --before, --all")
+    eng = engine()
+    targets = _forget_targets(eng, refs, query, limit, tag, before, all_)
+    if dry_run:
+        print_memories(targets, None, as_json, title="Would forget")
+        err(f"dry run: {len(targets)} memory(ies) would be forgotten"
+            + (", and the profile's keys destroyed" if all_ else ""))
+        return
+    if not targets and not all_:
+        err("nothing matches: nothing forgotten")
+        return
+    _confirm(len(targets), all_, yes)
+    count = eng.forget_all() if all_ else eng.forget([m.id for m in targets])
+    if as_json:
+        print_json({"forgotten": [m.id for m in targets], "count": count})
+    else:
+        for memory in targets:
+            print(memory.id)
+    err(f"forgot {count} memory(ies)" + (" and destroyed the profile's keys" if all_ else ""))
+
+
+def _forget_targets(eng, refs, query, limit, tag, before, all_) -> list[Memory]:
+    if refs:
+        return [eng.show(ref) for ref in refs]
+    if query:
+        return [h.memory for h in eng.recall(query, limit)]
+    memories = eng.list(include_inactive=True)
+    if tag:
+        return [m for m in memories if tag.strip().lower() in m.tags]
+    if before:
+        cutoff = parse_when(before)
+        return [m for m in memories if parse_when(m.created_at) < cutoff]
+    return memories
+
+
+def _confirm(count: int, all_: bool, yes: bool) -> None:
+    if yes:
+        return
+    what = f"{count} memory(ies)" + (" and this profile's keys" if all_ else "")
+    if not stdin_is_terminal():
+        raise UsageError(f"refusing to forget {what} without --yes (not a terminal)")
+    if not typer.confirm(f"Forget {what} for good?", default=False, err=True):
+        raise typer.Exit(1)
+
+
+@app.command()
+def stats(as_json: bool = JSON) -> None:
+    """Counts, bytes on disk, embedding model and key mode."""
+    eng = engine()
+    info = eng.stats()
+    if as_json:
+        print_json(info)
+    else:
+        rows = [(k, ", ".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else v)
+                for k, v in info.items()]
+        if stdout_is_terminal():
+            print_table("memos stats", ["", "value"], rows)
+        else:
+            print_tsv(rows)
+    _report_damage(eng)
+
+
+@app.command()
+def reindex() -> None:
+    """Re-embed every memory with the configured embedding model."""
+    eng = engine()
+    with progress("re-embedding") as step:
+        count = eng.reindex(step)
+    err(f"re-embedded {count} memory(ies) with {eng.embedder.model_id}")

@@ -1,0 +1,61 @@
+"""Export and import commands: take memories out (plaintext, with a warning) and back in."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from memos_cli.atomic import write_atomic
+from memos_cli.cli.app import app, engine
+from memos_cli.cli.output import err, print_json, progress
+from memos_cli.errors import BadInputError
+
+
+@app.command()
+def export(
+    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl (default), json or markdown."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Write to FILE (mode 0600) instead of stdout."),
+) -> None:
+    """Write every memory out in plaintext (jsonl and json re-import losslessly)."""
+    from memos_cli.cli.memory_cmds import _report_damage
+    from memos_cli.transfer import export_text
+
+    eng = engine()
+    text = export_text(eng.all_memories(), fmt)
+    err("warning: the export is plaintext: anyone who can read it can read your memories")
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(output, text.encode("utf-8"), mode=0o600)
+        err(f"wrote {output}")
+    _report_damage(eng)
+
+
+@app.command("import")
+def import_(
+    source: str = typer.Argument(..., help="An export file (jsonl or json), or '-' for stdin."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Import a memos export: all or nothing; memories already present are skipped."""
+    from memos_cli.transfer import parse_import
+
+    memories = parse_import(_read_source(source))
+    with progress("importing") as step:
+        result = engine().import_memories(memories, step)
+    if as_json:
+        print_json({"added": result.added, "skipped": result.skipped})
+    else:
+        print(f"added {result.added}, skipped {result.skipped} already present")
+
+
+def _read_source(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read {source}: {exc}") from None

@@ -1,0 +1,606 @@
+"""The memory engine: remember, recall, list, show, update, forget, import, reindex.
+
+``MemoryEngine`` is the library's front door; the CLI, chat and the benchmarks all
+go through it. It joins the key store (``keys``), the sealed row codec (``records``)
+and the Chroma layer (``store``), and it is the only place that holds plaintext.
+Every operation runs under the store lock; writes are journalled so a killed
+process leaves the store as it was before, never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from memos_cli import crypto
+from memos_cli.atomic import write_atomic
+from memos_cli.config import embedding_settings
+from memos_cli.errors import (IntegrityError, NotFoundError, StoreMismatchError, UsageError,
+                              VersionError, WrongKeyError)
+from memos_cli.keys import KeyStore, PassphraseSource, Unlocked, env_passphrase
+from memos_cli.lock import store_lock
+from memos_cli.memory import Memory, Version, check_kind, new_id, normalise_tags
+from memos_cli.paths import Paths, resolve_paths, resolve_profile
+from memos_cli.records import RecordCodec
+from memos_cli.store import ChromaStore
+from memos_cli.timeparse import from_iso, now_utc, to_iso
+
+STORE_FORMAT = 1
+Progress = Callable[[int, int], None]  # (done, total)
+MIN_PREFIX = 4
+
+
+@dataclass
+class Hit:
+    memory: Memory
+    score: float  # cosine similarity of query and memory, -1..1
+
+
+@dataclass
+class RememberResult:
+    memory: Memory
+    created: bool  # False: the exact same text was already stored
+
+
+@dataclass
+class ImportResult:
+    added: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class NewMemory:
+    """What a caller supplies to remember one memory."""
+
+    text: str
+    kind: str = "note"
+    tags: list[str] = field(default_factory=list)
+    importance: float = 0.5
+    occurred_at: datetime | None = None
+    source: str = "cli"
+    source_ref: str | None = None
+
+
+class MemoryEngine:
+    """One profile's memories, encrypted at rest, found by meaning."""
+
+    def __init__(self, profile: str | None = None, *, paths: Paths | None = None,
+                 embedder: Any = None, passphrase: PassphraseSource = env_passphrase,
+                 use_keyring: bool | None = None,
+                 notice: Callable[[str], None] | None = None) -> None:
+        self.paths = paths or resolve_paths()
+        self.profile = resolve_profile(profile)
+        self.notices: list[str] = []
+        self._notice = notice or self.notices.append
+        self.keys = KeyStore(self.paths, self.profile, passphrase=passphrase,
+                             use_keyring=use_keyring, notice=self._notice)
+        self.store = ChromaStore(self.paths.chroma_dir, self.profile)
+        self._embedder = embedder
+        self._unlocked: Unlocked | None = None
+        self._codec: RecordCodec | None = None
+        self._generation: str | None = None
+        self.damaged: list[str] = []  # ids whose ciphertext failed its integrity check
+
+    # --- plumbing ------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            self._embedder = _shared_embedder(self.paths)
+        return self._embedder
+
+    def exists(self) -> bool:
+        """Whether this profile has a key, i.e. was ever written to."""
+        return self.keys.exists()
+
+    @contextmanager
+    def _session(self, write: bool) -> Iterator[RecordCodec | None]:
+        """Unlock, lock, open and repair the store; yields None for an empty profile on read."""
+        if self._unlocked is None and self.keys.exists():
+            self._unlocked = self.keys.unlock()  # may prompt: done before taking the lock
+        with store_lock(self.paths.lock_file):
+            self._refresh_if_stale()
+            if self._unlocked is None:
+                if not self.keys.exists():
+                    if not write:
+                        yield None
+                        return
+                    self._unlocked = self.keys.create()
+                else:
+                    self._unlocked = self.keys.unlock()
+            codec = self._open_store(create=write)
+            if codec is None:
+                yield None
+                return
+            try:
+                yield codec
+            finally:
+                if write:
+                    self._bump_generation()
+
+    def _open_store(self, create: bool) -> RecordCodec | None:
+        assert self._unlocked is not None
+        if self._codec is not None:
+            return self._codec
+        self._recover_reindex()
+        if not self.store.exists():
+            if not create:
+                return None
+            self.store.create(self._store_meta(self._unlocked.current, self._embed_meta()))
+        meta = self.store.meta()
+        self._check_store(meta)
+        self._codec = RecordCodec(self._unlocked)
+        self._recover_journal()
+        if self._unlocked.next is not None:
+            self._rotate_rows()
+        return self._codec
+
+    def _check_store(self, meta: dict[str, Any]) -> None:
+        assert self._unlocked is not None
+        if int(meta.get("memos_format", 0)) > STORE_FORMAT:
+            raise VersionError("this store was written by a later version of memos: upgrade memos")
+        key = self._unlocked.by_id(str(meta.get("key_id")))
+        if key is None:
+            raise WrongKeyError("this store was made with another key than the one in "
+                                f"{self.keys.file}")
+        try:
+            crypto.unseal(key.key, crypto.b64d(meta["check"]), "check/" + key.key_id)
+        except (IntegrityError, KeyError):
+            raise WrongKeyError("the key does not open this store") from None
+        configured = self._configured_model()
+        if meta.get("embed_model") != configured:
+            raise StoreMismatchError(
+                f"this store was built with the embedding model {meta.get('embed_model')!r} "
+                f"but {configured!r} is configured: change it back, or run 'memos reindex'")
+
+    def _configured_model(self) -> str:
+        return self.embedder.model_id  # cheap: embedders load their model on first use
+
+    def _embed_meta(self) -> dict[str, Any]:
+        return {"embed_model": self.embedder.model_id, "embed_dim": int(self.embedder.dim or 0)}
+
+    @staticmethod
+    def _store_meta(key: Any, embed: dict[str, Any]) -> dict[str, Any]:
+        check = crypto.seal(key.key, b"memos-store", "check/" + key.key_id)
+        return {"memos_format": STORE_FORMAT, "key_id": key.key_id,
+                "check": crypto.b64e(check), **embed}
+
+    def _refresh_if_stale(self) -> None:
+        """Re-open Chroma if another process wrote since we last looked."""
+        current = _read_text(self.paths.data_dir / "store.gen")
+        if self._generation is not None and current != self._generation:
+            self.store.reset()
+            self._codec = None
+        self._generation = current
+
+    def _bump_generation(self) -> None:
+        token = secrets.token_hex(8)
+        write_atomic(self.paths.data_dir / "store.gen", token.encode())
+        self._generation = token
+
+    # --- crash safety: the write journal --------------------------------------------------
+
+    @contextmanager
+    def _journal(self, ids: Sequence[str]) -> Iterator[None]:
+        """Rows added inside the block are rolled back at next open if we die half-way."""
+        path = self.paths.journal_file(self.profile)
+        write_atomic(path, json.dumps({"version": 1, "add": list(ids)}).encode())
+        try:
+            yield
+        except BaseException:
+            self.store.scrub_delete(self._existing(ids), self._dim())
+            path.unlink(missing_ok=True)
+            raise
+        path.unlink(missing_ok=True)
+
+    def _recover_journal(self) -> None:
+        path = self.paths.journal_file(self.profile)
+        text = _read_text(path)
+        if text is None:
+            return
+        try:
+            ids = json.loads(text)["add"]
+        except (ValueError, KeyError):
+            ids = []
+        self.store.scrub_delete(self._existing(ids), self._dim())
+        path.unlink(missing_ok=True)
+        self._notice("notice: an interrupted write was rolled back")
+
+    def _existing(self, ids: Sequence[str]) -> list[str]:
+        return [row.id for row in self.store.get(list(ids))]
+
+    def _dim(self) -> int:
+        return int(self.store.meta().get("embed_dim") or self.embedder.dim)
+
+    # --- writing -------------------------------------------------------------------------
+
+    def remember(self, new: NewMemory) -> RememberResult:
+        return self.remember_many([new])[0]
+
+    def remember_many(self, items: Sequence[NewMemory]) -> list[RememberResult]:
+        """Store several memories at once; exact repeats of stored texts are not added."""
+        now = to_iso(now_utc())
+        memories = [self._new_memory(item, now) for item in items]
+        vectors = self.embedder.embed([m.text for m in memories]) if memories else None
+        with self._session(write=True) as codec:
+            assert codec is not None
+            return self._insert(codec, memories, vectors)
+
+    def _insert(self, codec: RecordCodec, memories: list[Memory],
+                vectors: np.ndarray | None) -> list[RememberResult]:
+        results: list[RememberResult] = []
+        fresh: list[int] = []
+        seen: dict[str, int] = {}
+        for n, memory in enumerate(memories):
+            tag = codec.text_tag(memory.text)
+            existing = self.store.find({"h": tag})
+            if existing:
+                results.append(RememberResult(codec.open(existing[0]), created=False))
+            elif tag in seen:
+                results.append(RememberResult(memories[seen[tag]], created=False))
+            else:
+                seen[tag] = n
+                fresh.append(n)
+                results.append(RememberResult(memory, created=True))
+        if fresh:
+            assert vectors is not None
+            rows = [codec.seal(memories[n]) for n in fresh]
+            ids = [memories[n].id for n in fresh]
+            with self._journal(ids):
+                self.store.add(ids, codec.blind(vectors[fresh]), rows)
+        return results
+
+    def _new_memory(self, item: NewMemory, now: str) -> Memory:
+        text = item.text.strip()
+        if not text:
+            raise UsageError("nothing to remember: the text is empty")
+        memory = Memory(id=new_id(), text=text, kind=check_kind(item.kind) or "note",
+                        tags=normalise_tags(item.tags), importance=float(item.importance),
+                        created_at=now, updated_at=now,
+                        occurred_at=to_iso(item.occurred_at) if item.occurred_at else None,
+                        source=item.source, source_ref=item.source_ref)
+        try:
+            memory.validate()
+        except Exception as exc:
+            raise UsageError(str(exc)) from None
+        return memory
+
+    def update(self, ref: str, text: str | None = None, *, kind: str | None = None,
+               tags: list[str] | None = None, importance: float | None = None,
+               reason: str = "update") -> Memory:
+        """Change a memory; its previous state goes into its history."""
+        check_kind(kind)
+        new_text = text.strip() if text is not None else None
+        if new_text == "":
+            raise UsageError("the new text is empty")
+        vector = self.embedder.embed([new_text]) if new_text else None
+        with self._session(write=True) as codec:
+            assert codec is not None
+            memory = codec.open(self.store.get([self._resolve(ref)])[0])
+            if new_text and new_text != memory.text:
+                clash = self.store.find({"h": codec.text_tag(new_text)})
+                if clash:
+                    raise UsageError(f"memory {clash[0].id[:8]} already has that text")
+            memory.history.append(Version(memory.text, memory.kind, list(memory.tags),
+                                          memory.importance, memory.updated_at, reason))
+            memory.text = new_text or memory.text
+            memory.kind = kind or memory.kind
+            memory.tags = normalise_tags(tags) if tags is not None else memory.tags
+            memory.importance = memory.importance if importance is None else float(importance)
+            memory.updated_at = to_iso(now_utc())
+            memory.validate()
+            blinded = codec.blind(vector) if vector is not None else None
+            self.store.update([memory.id], [codec.seal(memory)], blinded)
+            return memory
+
+    def forget(self, ids: Sequence[str]) -> int:
+        """Delete memories for good: no text, vector or old version stays on disk."""
+        with self._session(write=True) as codec:
+            if codec is None:
+                return 0
+            full = [self._resolve(ref) for ref in ids]
+            self.store.scrub_delete(sorted(set(full)), self._dim())
+            return len(set(full))
+
+    def forget_all(self) -> int:
+        """Destroy the profile: every memory, the collection and the keys."""
+        with store_lock(self.paths.lock_file):
+            count = self.store.count() if self.store.exists() else 0
+            self.store.drop()
+            self.keys.destroy()
+            self.paths.journal_file(self.profile).unlink(missing_ok=True)
+            self._unlocked = self._codec = None
+            self._bump_generation()
+            return count
+
+    def import_memories(self, memories: Sequence[Memory],
+                        progress: Progress | None = None) -> ImportResult:
+        """Add exported memories as they were (ids, dates, history); all or nothing.
+
+        A memory whose id or exact text is already stored is skipped, so importing
+        the same file twice adds nothing the second time.
+        """
+        with self._session(write=True) as codec:
+            assert codec is not None
+            present = set(self._existing([m.id for m in memories]))
+            todo = [m for m in memories if m.id not in present]
+            texts_seen: set[str] = set()
+            batch: list[Memory] = []
+            for memory in todo:
+                tag = codec.text_tag(memory.text)
+                if tag in texts_seen or self.store.find({"h": tag}):
+                    continue
+                texts_seen.add(tag)
+                batch.append(memory)
+            vectors = self._embed_batched([m.text for m in batch], progress)
+            with self._journal([m.id for m in batch]):
+                self.store.add([m.id for m in batch], codec.blind(vectors),
+                               [codec.seal(m) for m in batch])
+            return ImportResult(added=len(batch), skipped=len(memories) - len(batch))
+
+    def _embed_batched(self, texts: list[str], progress: Progress | None,
+                       step: int = 256) -> np.ndarray:
+        parts = []
+        for start in range(0, len(texts), step):
+            parts.append(self.embedder.embed(texts[start:start + step]))
+            if progress:
+                progress(min(start + step, len(texts)), len(texts))
+        if not parts:
+            return np.zeros((0, int(self.embedder.dim or 1)), dtype=np.float32)
+        return np.vstack(parts)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def recall(self, query: str, limit: int = 10, *, kind: str | None = None,
+               tag: str | None = None, since: datetime | None = None,
+               until: datetime | None = None, include_inactive: bool = False) -> list[Hit]:
+        """The memories closest in meaning to ``query``, best first."""
+        if limit <= 0:
+            raise UsageError("--limit must be at least 1")
+        check_kind(kind)
+        vector = self.embedder.embed([query])
+        with self._session(write=False) as codec:
+            if codec is None:
+                return []
+            keep = _filter(kind, tag, since, until, include_inactive)
+            total = self.store.count()
+            want = limit * 3 + 20
+            while True:
+                rows = self.store.query(codec.blind(vector)[0], want)
+                hits = [Hit(m, 1.0 - row.distance) for row, m in self._open_rows(codec, rows)
+                        if keep(m)]
+                if len(hits) >= limit or want >= total:
+                    return hits[:limit]
+                want *= 4
+
+    def list(self, *, kind: str | None = None, tag: str | None = None,
+             since: datetime | None = None, until: datetime | None = None,
+             limit: int | None = None, include_inactive: bool = False) -> list[Memory]:
+        """Memories, newest first."""
+        check_kind(kind)
+        memories = [m for m in self.all_memories() if
+                    _filter(kind, tag, since, until, include_inactive)(m)]
+        memories.sort(key=lambda m: (m.created_at, m.id), reverse=True)
+        return memories[:limit] if limit else memories
+
+    def all_memories(self) -> list[Memory]:
+        """Every memory that opens, oldest first; damaged ones are noted in ``damaged``."""
+        with self._session(write=False) as codec:
+            if codec is None:
+                return []
+            memories = [m for _row, m in self._open_rows(codec, self.store.scan())]
+        memories.sort(key=lambda m: (m.created_at, m.id))
+        return memories
+
+    def show(self, ref: str) -> Memory:
+        with self._session(write=False) as codec:
+            if codec is None:
+                raise NotFoundError(f"no memory matches {ref!r}")
+            return codec.open(self.store.get([self._resolve(ref)])[0])
+
+    def resolve(self, ref: str) -> str:
+        """The full id for an id or unique prefix."""
+        with self._session(write=False) as codec:
+            if codec is None:
+                raise NotFoundError(f"no memory matches {ref!r}")
+            return self._resolve(ref)
+
+    def _resolve(self, ref: str) -> str:
+        ref = ref.strip().lower()
+        if len(ref) < MIN_PREFIX:
+            raise UsageError(f"an id prefix needs at least {MIN_PREFIX} characters: {ref!r}")
+        matches = [i for i in self.store.all_ids() if i.startswith(ref)]
+        if not matches:
+            raise NotFoundError(f"no memory matches {ref!r}")
+        if len(matches) > 1:
+            raise NotFoundError(f"{ref!r} is ambiguous: it matches {len(matches)} memories")
+        return matches[0]
+
+    def _open_rows(self, codec: RecordCodec, rows: Iterable[Any]) -> Iterator[tuple[Any, Memory]]:
+        for row in rows:
+            try:
+                yield row, codec.open(row)
+            except IntegrityError:
+                if row.id not in self.damaged:
+                    self.damaged.append(row.id)
+
+    def stats(self) -> dict[str, Any]:
+        memories = self.all_memories()
+        by_kind: dict[str, int] = {}
+        by_status: dict[str, int] = {}
+        for m in memories:
+            by_kind[m.kind] = by_kind.get(m.kind, 0) + 1
+            by_status[m.status] = by_status.get(m.status, 0) + 1
+        info: dict[str, Any] = {
+            "profile": self.profile, "memories": len(memories), "by_kind": by_kind,
+            "by_status": by_status, "damaged": len(self.damaged),
+            "bytes_on_disk": _tree_bytes(self.paths.data_dir),
+            "data_dir": str(self.paths.data_dir),
+        }
+        with self._session(write=False) as codec:
+            meta = self.store.meta() if codec is not None else {}
+        info["embedding_model"] = meta.get("embed_model") or self._configured_model()
+        info["embedding_dim"] = meta.get("embed_dim")
+        info["key_mode"] = self.keys.status()["mode"] if self.keys.exists() else None
+        return info
+
+    # --- maintenance ---------------------------------------------------------------------
+
+    def reindex(self, progress: Progress | None = None) -> int:
+        """Re-embed every memory with the configured model into a fresh collection.
+
+        The new collection is built beside the old one and swapped in at the end,
+        so a crash at any point leaves one complete, consistent store.
+        """
+        with store_lock(self.paths.lock_file):
+            if self._unlocked is None:
+                if not self.keys.exists():
+                    return 0
+                self._unlocked = self.keys.unlock()
+            self._recover_reindex()
+            if not self.store.exists():
+                return 0
+            self._check_store_key_only()
+            codec = RecordCodec(self._unlocked)
+            rows = list(self.store.scan())
+            memories = [codec.open(row) for row in rows]
+            vectors = self._embed_batched([m.text for m in memories], progress)
+            self._swap_in(codec, rows, vectors)
+            self._codec = None
+            self._bump_generation()
+            return len(memories)
+
+    def _check_store_key_only(self) -> None:
+        meta = self.store.meta()
+        saved = meta.get("embed_model")
+        meta["embed_model"] = self._configured_model()
+        self._check_store(meta)
+        meta["embed_model"] = saved
+
+    def _swap_in(self, codec: RecordCodec, rows: list[Any], vectors: np.ndarray) -> None:
+        assert self._unlocked is not None
+        temp = ChromaStore(self.paths.chroma_dir, self.profile + "-reindex")
+        temp.drop()
+        temp.create(self._store_meta(self._unlocked.current, self._embed_meta()))
+        temp.add([r.id for r in rows], codec.blind(vectors), [r.meta for r in rows])
+        self.store.drop()  # the old collection goes first: Chroma names are unique
+        temp.collection.modify(name=self.store.collection_name)
+        self.store.reset()
+        self.store.compact()
+
+    def _recover_reindex(self) -> None:
+        """Finish or undo a reindex that was interrupted."""
+        temp = ChromaStore(self.paths.chroma_dir, self.profile + "-reindex")
+        if not temp.exists():
+            return
+        if self.store.exists():
+            temp.drop()  # died before the swap: the old store is intact
+        else:
+            temp.collection.modify(name=self.store.collection_name)  # died mid-swap
+            self.store.reset()
+
+    def change_passphrase(self, new_passphrase: str) -> None:
+        """Re-wrap the data key under ``new_passphrase``, proven against the store first."""
+        if not new_passphrase:
+            raise UsageError("the new passphrase is empty")
+        with store_lock(self.paths.lock_file):
+            unlocked = self._unlocked or (self.keys.unlock() if self.keys.exists()
+                                          else self.keys.create())
+            self._unlocked = unlocked
+
+            def proves(candidate: Unlocked) -> None:
+                if self.store.exists():
+                    saved, self._unlocked = self._unlocked, candidate
+                    try:
+                        self._check_store_key_only()
+                    finally:
+                        self._unlocked = saved
+
+            self.keys.set_passphrase(new_passphrase, unlocked, proves)
+
+    def rotate_key(self, progress: Progress | None = None) -> int:
+        """Re-encrypt every memory under a new data key; resumable after a crash."""
+        with store_lock(self.paths.lock_file):
+            if self._unlocked is None:
+                if not self.keys.exists():
+                    raise NotFoundError("this profile has no key yet: nothing to rotate")
+                self._unlocked = self.keys.unlock()
+            if self.store.exists():
+                self._check_store_key_only()
+            self._unlocked = self.keys.begin_rotation(self._unlocked)
+            count = self._rotate_rows(progress)
+            self._codec = None
+            self._bump_generation()
+            return count
+
+    def _rotate_rows(self, progress: Progress | None = None) -> int:
+        assert self._unlocked is not None and self._unlocked.next is not None
+        old, new = self._unlocked.current, self._unlocked.next
+        count = 0
+        if self.store.exists():
+            codec = RecordCodec(self._unlocked)
+            rows = [r for r in self.store.scan(with_vectors=True) if r.meta.get("k") == old.key_id]
+            for row in rows:
+                memory = codec.open(row)
+                # Undo the old rotation and apply the new one: no re-embedding needed.
+                vector = row.vector.astype(np.float32) @ old.rotation(len(row.vector))
+                self.store.update([row.id], [codec.seal(memory, key=new)],
+                                  crypto.blind(vector[None, :], new.rotation(len(row.vector))))
+                count += 1
+                if progress:
+                    progress(count, len(rows))
+            self.store.set_meta(self._store_meta(new, {
+                k: v for k, v in self.store.meta().items() if k.startswith("embed_")}))
+            self.store.compact()  # old ciphertexts leave SQLite's free pages
+        self._unlocked = self.keys.finish_rotation(self._unlocked)
+        self._codec = RecordCodec(self._unlocked)
+        return count
+
+
+_EMBEDDERS: dict[tuple, Any] = {}
+
+
+def _shared_embedder(paths: Paths) -> Any:
+    """One embedder per configuration per process, so the model loads once."""
+    from memos_cli.embedding import make_embedder
+
+    settings = embedding_settings(paths)
+    key = (settings.model, settings.base_url, settings.api_key, settings.timeout)
+    if key not in _EMBEDDERS:
+        _EMBEDDERS[key] = make_embedder(settings.model, base_url=settings.base_url,
+                                        api_key=settings.api_key, timeout=settings.timeout)
+    return _EMBEDDERS[key]
+
+
+def _filter(kind: str | None, tag: str | None, since: datetime | None,
+            until: datetime | None, include_inactive: bool) -> Callable[[Memory], bool]:
+    tag = tag.strip().lower() if tag else None
+
+    def keep(m: Memory) -> bool:
+        when = from_iso(m.occurred_at or m.created_at)
+        return ((include_inactive or m.status == "active")
+                and (kind is None or m.kind == kind)
+                and (tag is None or tag in m.tags)
+                and (since is None or when >= since)
+                and (until is None or when <= until))
+
+    return keep
+
+
+def _read_text(path: Any) -> str | None:
+    try:
+        return path.read_text("utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def _tree_bytes(path: Any) -> int:
+    if not path.exists():
+        return 0
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -1,0 +1,316 @@
+"""The key store: one random data key per profile, wrapped, and where its wrap lives.
+
+A profile's key file (``keys/<profile>.json``, mode 0600 in a 0700 folder) holds
+the data key wrapped by a key-encryption key (KEK), and says where the KEK comes
+from: a passphrase (Argon2id or scrypt, salt and cost stored beside the wrap), the
+OS keyring (only a recommended, non-plaintext backend), or a random key file beside
+it. During ``key rotate`` it also holds the next data key, so a crash half-way can
+be resumed. This module never sees memory text and never prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from memos_cli import crypto
+from memos_cli.atomic import write_atomic
+from memos_cli.errors import VersionError, WrongKeyError
+from memos_cli.paths import Paths, ensure_private_dir
+from memos_cli.timeparse import now_utc, to_iso
+
+KEYS_FORMAT = "memos-keys"
+KEYS_VERSION = 1
+KEYRING_SERVICE = "memos"
+MODES = ("passphrase", "keyring", "keyfile")
+
+PassphraseSource = Callable[[str], "str | None"]  # called with a prompt text
+
+
+@dataclass
+class DataKey:
+    """An unwrapped data key and what is derived from it (kept in memory only)."""
+
+    key_id: str
+    key: bytes
+    _rotations: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def rotation(self, dim: int) -> np.ndarray:
+        if dim not in self._rotations:
+            self._rotations[dim] = crypto.rotation_matrix(self.key, dim)
+        return self._rotations[dim]
+
+
+@dataclass
+class Unlocked:
+    """The keys a store needs: the current one and, mid-rotation, the next one."""
+
+    current: DataKey
+    next: DataKey | None = None
+
+    def by_id(self, key_id: str) -> DataKey | None:
+        for candidate in (self.current, self.next):
+            if candidate is not None and candidate.key_id == key_id:
+                return candidate
+        return None
+
+
+def env_passphrase(_prompt: str) -> str | None:
+    """The library's default passphrase source: ``MEMOS_PASSPHRASE`` or nothing."""
+    return os.environ.get("MEMOS_PASSPHRASE") or None
+
+
+class KeyStore:
+    """Creates, unlocks, re-wraps and rotates one profile's data key."""
+
+    def __init__(self, paths: Paths, profile: str, *,
+                 passphrase: PassphraseSource = env_passphrase,
+                 use_keyring: bool | None = None,
+                 notice: Callable[[str], None] = lambda _msg: None) -> None:
+        self.paths, self.profile = paths, profile
+        self._passphrase, self._notice = passphrase, notice
+        if use_keyring is None:
+            use_keyring = os.environ.get("MEMOS_KEYRING", "1") not in ("0", "off", "no")
+        self._use_keyring = use_keyring
+        self._kek: bytes | None = None  # kept after unlock: rotation re-wraps with it
+
+    @property
+    def file(self):
+        return self.paths.key_file(self.profile)
+
+    def exists(self) -> bool:
+        return self.file.exists()
+
+    # --- reading and writing the key file --------------------------------------
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            doc = json.loads(self.file.read_text("utf-8"))
+        except FileNotFoundError:
+            raise WrongKeyError(f"no key for profile {self.profile!r}") from None
+        except (OSError, ValueError):
+            raise WrongKeyError(f"the key file {self.file} is unreadable or corrupt") from None
+        if doc.get("format") != KEYS_FORMAT:
+            raise WrongKeyError(f"{self.file} is not a memos key file")
+        if int(doc.get("version", 0)) > KEYS_VERSION:
+            raise VersionError(f"{self.file} was written by a later version of memos: upgrade memos")
+        return doc
+
+    def _write(self, doc: dict[str, Any]) -> None:
+        ensure_private_dir(self.paths.keys_dir)
+        write_atomic(self.file, (json.dumps(doc, indent=1) + "\n").encode(), mode=0o600)
+
+    # --- creating ----------------------------------------------------------------
+
+    def create(self) -> Unlocked:
+        """Make a new data key and wrap it with the best KEK source available."""
+        passphrase = os.environ.get("MEMOS_PASSPHRASE")
+        key_id = secrets.token_hex(8)
+        doc: dict[str, Any] = {"format": KEYS_FORMAT, "version": KEYS_VERSION,
+                               "profile": self.profile, "key_id": key_id,
+                               "created_at": to_iso(now_utc())}
+        if passphrase:
+            kek = self._passphrase_wrap_fields(doc, passphrase)
+        elif self._use_keyring and _usable_keyring() is not None:
+            kek = crypto.random_key()
+            self._keyring_set(kek)
+            doc["mode"] = "keyring"
+        else:
+            kek = self._keyfile_create()
+            doc["mode"] = "keyfile"
+        data_key = crypto.random_key()
+        doc["wrapped"] = crypto.b64e(crypto.wrap_key(kek, data_key, key_id))
+        self._write(doc)
+        self._kek = kek
+        return Unlocked(DataKey(key_id, data_key))
+
+    def _passphrase_wrap_fields(self, doc: dict[str, Any], passphrase: str) -> bytes:
+        params = crypto.new_kdf_params()
+        doc["mode"], doc["kdf"] = "passphrase", params.to_json()
+        doc.pop("keyfile", None)
+        return crypto.derive_kek(passphrase, params)
+
+    def _keyfile_create(self) -> bytes:
+        kek = crypto.random_key()
+        ensure_private_dir(self.paths.keys_dir)
+        secret = json.dumps({"kek": crypto.b64e(kek)}).encode()
+        write_atomic(self.paths.secret_file(self.profile), secret, mode=0o600)
+        self._notice(
+            "warning: no passphrase (MEMOS_PASSPHRASE) and no secure OS keyring: the key "
+            f"lies in {self.paths.secret_file(self.profile)}, beside your data. "
+            "Run 'memos key passphrase' to protect it with a passphrase."
+        )
+        return kek
+
+    # --- unlocking ----------------------------------------------------------------
+
+    def unlock(self) -> Unlocked:
+        doc = self._read()
+        key_id = doc["key_id"]
+        kek = self._kek_for(doc)
+        current = DataKey(key_id, crypto.unwrap_key(kek, crypto.b64d(doc["wrapped"]), key_id))
+        upcoming = None
+        if "next" in doc:
+            nxt = doc["next"]
+            upcoming = DataKey(nxt["key_id"], crypto.unwrap_key(
+                kek, crypto.b64d(nxt["wrapped"]), nxt["key_id"]))
+        self._kek = kek
+        return Unlocked(current, upcoming)
+
+    def _kek_for(self, doc: dict[str, Any]) -> bytes:
+        mode = doc.get("mode")
+        if mode == "passphrase":
+            passphrase = self._passphrase(f"Passphrase for memos profile '{self.profile}': ")
+            if not passphrase:
+                raise WrongKeyError("this store is protected by a passphrase: set "
+                                    "MEMOS_PASSPHRASE or run memos on a terminal")
+            return crypto.derive_kek(passphrase, crypto.KdfParams.from_json(doc["kdf"]))
+        if mode == "keyring":
+            return self._keyring_get()
+        if mode == "keyfile":
+            return self._keyfile_read()
+        raise VersionError(f"unknown key mode {mode!r} in {self.file}: upgrade memos")
+
+    def _keyfile_read(self) -> bytes:
+        try:
+            secret = json.loads(self.paths.secret_file(self.profile).read_text("utf-8"))
+            return crypto.b64d(secret["kek"])
+        except (OSError, ValueError, KeyError):
+            raise WrongKeyError(
+                f"the key file {self.paths.secret_file(self.profile)} is missing or corrupt") from None
+
+    def _keyring_get(self) -> bytes:
+        backend = _usable_keyring()
+        value = None
+        if backend is not None:
+            try:
+                value = backend.get_password(KEYRING_SERVICE, self.profile)
+            except Exception:  # keyring backends raise their own error types
+                value = None
+        if not value:
+            raise WrongKeyError("the key for this store is not in the OS keyring "
+                                "(another user, machine, or a locked keyring?)")
+        return crypto.b64d(value)
+
+    def _keyring_set(self, kek: bytes) -> None:
+        backend = _usable_keyring()
+        assert backend is not None
+        backend.set_password(KEYRING_SERVICE, self.profile, crypto.b64e(kek))
+
+    def _keyring_delete(self) -> None:
+        backend = _usable_keyring()
+        if backend is None:
+            return
+        try:
+            backend.delete_password(KEYRING_SERVICE, self.profile)
+        except Exception:  # already gone
+            pass
+
+    # --- changing the wrap ----------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        doc = self._read()
+        info: dict[str, Any] = {"profile": self.profile, "mode": doc["mode"],
+                                "key_id": doc["key_id"], "created_at": doc.get("created_at"),
+                                "key_file": str(self.file),
+                                "rotation_pending": "next" in doc}
+        if doc["mode"] == "passphrase":
+            info["kdf"] = doc["kdf"]["name"]
+        return info
+
+    def set_passphrase(self, new_passphrase: str, unlocked: Unlocked,
+                       proves_store: Callable[[Unlocked], None]) -> None:
+        """Re-wrap the data key(s) under a new passphrase.
+
+        The new wrap is unwrapped again and ``proves_store`` must open the store
+        with it before the key file is replaced; the old wrap (keyring entry or
+        key file) is removed only after that.
+        """
+        doc = self._read()
+        old_mode, key_id = doc["mode"], doc["key_id"]
+        new_doc = {k: v for k, v in doc.items() if k not in ("kdf", "next", "wrapped")}
+        kek = self._passphrase_wrap_fields(new_doc, new_passphrase)
+        new_doc["wrapped"] = crypto.b64e(crypto.wrap_key(kek, unlocked.current.key, key_id))
+        if unlocked.next is not None:
+            new_doc["next"] = {"key_id": unlocked.next.key_id, "wrapped": crypto.b64e(
+                crypto.wrap_key(kek, unlocked.next.key, unlocked.next.key_id))}
+        proof = crypto.unwrap_key(kek, crypto.b64d(new_doc["wrapped"]), key_id)
+        proves_store(Unlocked(DataKey(key_id, proof), unlocked.next))
+        self._write(new_doc)
+        self._kek = kek
+        if old_mode == "keyring":
+            self._keyring_delete()
+        elif old_mode == "keyfile":
+            self.paths.secret_file(self.profile).unlink(missing_ok=True)
+
+    def begin_rotation(self, unlocked: Unlocked) -> Unlocked:
+        """Record a next data key beside the current one (idempotent if one exists)."""
+        if unlocked.next is not None:
+            return unlocked
+        doc = self._read()
+        assert self._kek is not None, "unlock before rotating"
+        fresh = DataKey(secrets.token_hex(8), crypto.random_key())
+        doc["next"] = {"key_id": fresh.key_id,
+                       "wrapped": crypto.b64e(crypto.wrap_key(self._kek, fresh.key, fresh.key_id))}
+        self._write(doc)
+        return Unlocked(unlocked.current, fresh)
+
+    def finish_rotation(self, unlocked: Unlocked) -> Unlocked:
+        """Make the next key current; the old data key is gone from disk afterwards."""
+        doc = self._read()
+        nxt = doc.pop("next")
+        # The KEK is unchanged, so the keyring entry or key file stays as it is.
+        doc["key_id"], doc["wrapped"] = nxt["key_id"], nxt["wrapped"]
+        self._write(doc)
+        assert unlocked.next is not None
+        return Unlocked(unlocked.next)
+
+    def destroy(self) -> None:
+        """Remove every trace of this profile's key (used by ``forget --all``)."""
+        if self.exists():
+            try:
+                doc = self._read()
+                if doc.get("mode") == "keyring":
+                    self._keyring_delete()
+            except WrongKeyError:
+                pass
+        for path in (self.file, self.paths.secret_file(self.profile)):
+            _shred(path)
+
+
+def _shred(path) -> None:
+    """Overwrite then unlink a small secret file (best effort on copy-on-write disks)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "r+b") as fh:
+            fh.write(os.urandom(size))
+            fh.flush()
+            os.fsync(fh.fileno())
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _usable_keyring():
+    """The OS keyring backend if it is a recommended, non-plaintext one; else None."""
+    try:
+        import keyring
+        from keyring.backends import chainer
+    except ImportError:
+        return None
+    try:
+        backend = keyring.get_keyring()
+        candidates = backend.backends if isinstance(backend, chainer.ChainerBackend) else [backend]
+        for candidate in candidates:
+            name = f"{type(candidate).__module__}.{type(candidate).__name__}".lower()
+            if candidate.priority >= 1 and "plaintext" not in name and "null" not in name \
+                    and ".fail." not in name:
+                return candidate
+    except Exception:  # a backend whose priority check itself fails is not usable
+        return None
+    return None

@@ -1,0 +1,87 @@
+"""Where memos keeps things: the one function that decides every path.
+
+``MEMOS_HOME`` puts data, config and keys under one folder (tests and portable
+installs use it); otherwise platformdirs' user data and config dirs for "memos".
+Nothing else in memos builds a path from scratch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from memos_cli.errors import UsageError
+
+DEFAULT_PROFILE = "default"
+_PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """All the places memos reads and writes, for one installation."""
+
+    data_dir: Path
+    config_dir: Path
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def lock_file(self) -> Path:
+        # One lock for the whole Chroma folder: vacuuming its SQLite file
+        # after a forget touches every profile's rows.
+        return self.data_dir / "store.lock"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.config_dir / "keys"
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    def key_file(self, profile: str) -> Path:
+        return self.keys_dir / f"{profile}.json"
+
+    def secret_file(self, profile: str) -> Path:
+        return self.keys_dir / f"{profile}.secret"
+
+    def journal_file(self, profile: str) -> Path:
+        return self.data_dir / f"{profile}.journal"
+
+
+def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:
+    """Decide where everything lives, honouring ``MEMOS_HOME``."""
+    env = os.environ if env is None else env
+    home = env.get("MEMOS_HOME")
+    if home:
+        root = Path(home).expanduser().resolve()
+        return Paths(data_dir=root / "data", config_dir=root / "config")
+    import platformdirs  # only here: the one place that asks the platform
+
+    return Paths(
+        data_dir=Path(platformdirs.user_data_dir("memos", appauthor=False)),
+        config_dir=Path(platformdirs.user_config_dir("memos", appauthor=False)),
+    )
+
+
+def resolve_profile(name: str | None, env: Mapping[str, str] | None = None) -> str:
+    """The profile to use: the flag, else ``MEMOS_PROFILE``, else "default"."""
+    env = os.environ if env is None else env
+    profile = name or env.get("MEMOS_PROFILE") or DEFAULT_PROFILE
+    if not _PROFILE_RE.match(profile):
+        raise UsageError(
+            f"invalid profile name {profile!r}: use 1-32 of a-z, 0-9, '_' and '-'"
+        )
+    return profile
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) with mode 0700 for the leaf; tighten if it exists."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path

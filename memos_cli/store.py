@@ -1,0 +1,218 @@
+"""The Chroma layer: rows of (random id, blinded vector, sealed metadata), nothing more.
+
+This module talks to chromadb and to Chroma's SQLite file; nothing else in memos
+does. It never sees plaintext: callers hand it ciphertext and rotated vectors.
+It also owns the no-trace deletion Chroma lacks: a forgotten row's vector is first
+overwritten in the index, then deleted, then SQLite is vacuumed and its WAL
+truncated, and folders of dropped collections are removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from memos_cli.errors import MemosError
+
+# Flush the HNSW index after every couple of writes: an update that overwrites a
+# vector before deletion only erases the old copy once the index is written.
+HNSW_SYNC_THRESHOLD = 2
+PAGE = 5000  # rows per Chroma call; below chromadb's max batch size
+
+
+@dataclass
+class Row:
+    id: str
+    meta: dict[str, Any]
+    vector: np.ndarray | None = None
+    distance: float | None = None
+
+
+def collection_name(profile: str) -> str:
+    return f"memos-{profile}"
+
+
+class ChromaStore:
+    """One profile's collection in a local Chroma ``PersistentClient``."""
+
+    def __init__(self, path: Path, profile: str) -> None:
+        self.path, self.profile = path, profile
+        self._client: Any = None
+        self._collection: Any = None
+
+    # --- connection -------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+            import chromadb
+            from chromadb.config import Settings
+
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._client = chromadb.PersistentClient(
+                path=str(self.path), settings=Settings(anonymized_telemetry=False))
+        return self._client
+
+    def reset(self) -> None:
+        """Drop in-process caches so the next call sees other processes' writes."""
+        if self._client is not None:
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()
+        self._client = self._collection = None
+
+    @property
+    def collection_name(self) -> str:
+        return collection_name(self.profile)
+
+    def exists(self) -> bool:
+        if self._collection is not None:
+            return True
+        if not (self.path / "chroma.sqlite3").exists():
+            return False
+        try:
+            self._collection = self._connect().get_collection(collection_name(self.profile))
+            return True
+        except Exception as exc:  # chromadb raises NotFoundError / ValueError by version
+            if "does not exist" in str(exc) or "not found" in str(exc).lower():
+                return False
+            raise
+
+    def create(self, meta: dict[str, Any]) -> None:
+        self._collection = self._connect().create_collection(
+            collection_name(self.profile), embedding_function=None, metadata=meta,
+            configuration={"hnsw": {"space": "cosine", "sync_threshold": HNSW_SYNC_THRESHOLD}})
+
+    @property
+    def collection(self) -> Any:
+        if self._collection is None and not self.exists():
+            raise MemosError("internal: the collection is not open")
+        return self._collection
+
+    def meta(self) -> dict[str, Any]:
+        return dict(self.collection.metadata or {})
+
+    def set_meta(self, meta: dict[str, Any]) -> None:
+        self.collection.modify(metadata=meta)
+
+    # --- rows -------------------------------------------------------------------
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def add(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[dict]) -> None:
+        if not ids:
+            return
+        for start in range(0, len(ids), PAGE):
+            end = start + PAGE
+            self.collection.add(ids=list(ids[start:end]), embeddings=vectors[start:end],
+                                metadatas=list(metas[start:end]))
+
+    def update(self, ids: Sequence[str], metas: Sequence[dict],
+               vectors: np.ndarray | None = None) -> None:
+        for start in range(0, len(ids), PAGE):
+            end = start + PAGE
+            self.collection.update(
+                ids=list(ids[start:end]), metadatas=list(metas[start:end]),
+                embeddings=None if vectors is None else vectors[start:end])
+
+    def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[Row]:
+        if not ids:
+            return []
+        include = ["metadatas", "embeddings"] if with_vectors else ["metadatas"]
+        rows: list[Row] = []
+        for start in range(0, len(ids), PAGE):
+            got = self.collection.get(ids=list(ids[start:start + PAGE]), include=include)
+            rows.extend(_rows(got, with_vectors))
+        return rows
+
+    def find(self, where: dict[str, Any]) -> list[Row]:
+        return _rows(self.collection.get(where=where, include=["metadatas"]), False)
+
+    def scan(self, with_vectors: bool = False) -> Iterator[Row]:
+        """Every row, a page at a time."""
+        include = ["metadatas", "embeddings"] if with_vectors else ["metadatas"]
+        offset = 0
+        while True:
+            got = self.collection.get(include=include, limit=PAGE, offset=offset)
+            page = _rows(got, with_vectors)
+            yield from page
+            if len(page) < PAGE:
+                return
+            offset += PAGE
+
+    def all_ids(self) -> list[str]:
+        ids: list[str] = []
+        offset = 0
+        while True:
+            got = self.collection.get(include=[], limit=PAGE, offset=offset)["ids"]
+            ids.extend(got)
+            if len(got) < PAGE:
+                return ids
+            offset += PAGE
+
+    def query(self, vector: np.ndarray, n: int) -> list[Row]:
+        n = min(n, self.count())
+        if n <= 0:
+            return []
+        got = self.collection.query(query_embeddings=vector.reshape(1, -1), n_results=n,
+                                    include=["metadatas", "distances"])
+        return [Row(id=i, meta=m, distance=d) for i, m, d in
+                zip(got["ids"][0], got["metadatas"][0], got["distances"][0])]
+
+    # --- deletion that leaves nothing behind ---------------------------------------
+
+    def scrub_delete(self, ids: Sequence[str], dim: int) -> None:
+        """Delete rows so that neither their vectors nor their metadata survive on disk."""
+        if not ids:
+            return
+        noise = np.random.default_rng().standard_normal((len(ids), dim)).astype(np.float32)
+        # Overwrite first: deleting alone leaves the vector in the index file.
+        self.update(ids, [{"c": ""} for _ in ids], noise)
+        for start in range(0, len(ids), PAGE):
+            self.collection.delete(ids=list(ids[start:start + PAGE]))
+        self.compact()
+
+    def drop(self) -> None:
+        """Delete the whole collection, its segment folders and its freed pages."""
+        if self.exists():
+            self._connect().delete_collection(collection_name(self.profile))
+        self._collection = None
+        self.compact()
+
+    def compact(self) -> None:
+        """Vacuum SQLite, truncate its WAL, remove folders of segments that no longer exist."""
+        db_path = self.path / "chroma.sqlite3"
+        if not db_path.exists():
+            return
+        db = sqlite3.connect(db_path, timeout=30)
+        try:
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            live = {row[0] for row in db.execute("SELECT id FROM segments")}
+        finally:
+            db.close()
+        for entry in self.path.iterdir():
+            if entry.is_dir() and _looks_like_segment(entry.name) and entry.name not in live:
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+
+def _rows(got: dict[str, Any], with_vectors: bool) -> list[Row]:
+    metas = got.get("metadatas") or [{} for _ in got["ids"]]
+    vectors = got.get("embeddings") if with_vectors else None
+    return [Row(id=i, meta=m or {}, vector=None if vectors is None else np.asarray(vectors[n]))
+            for n, (i, m) in enumerate(zip(got["ids"], metas))]
+
+
+def _looks_like_segment(name: str) -> bool:
+    parts = name.split("-")
+    return len(parts) == 5 and all(c in "0123456789abcdef-" for c in name)
