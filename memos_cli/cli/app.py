@@ -14,8 +14,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Optional
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from memos_cli import __version__
 from memos_cli.errors import ExitCode, MemosError
@@ -98,16 +98,22 @@ def invoke(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     STATE.debug = os.environ.get("MEMOS_DEBUG") == "1"
     try:
-        command.main(args=argv, prog_name="memos", standalone_mode=False)
-        return ExitCode.OK
+        # Without standalone mode Typer returns the code of any Exit, and turns
+        # Ctrl-C into Exit(130) itself; commands return None on success.
+        code = command.main(args=argv, prog_name="memos", standalone_mode=False)
+        code = code if isinstance(code, int) else ExitCode.OK
+        if code == ExitCode.INTERRUPTED:
+            print("memos: interrupted", file=sys.stderr, flush=True)
+        return code
     except MemosError as exc:
         return _fail(exc, f"memos: {exc}", exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code
-    except (KeyboardInterrupt, click.exceptions.Abort) as exc:
+    except TyperException as exc:  # usage errors: bad flag, unknown command, missing argument
+        show = getattr(exc, "show", None)
+        show() if show else print(f"memos: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except (KeyboardInterrupt, typer.Abort) as exc:
         return _fail(exc, "memos: interrupted", ExitCode.INTERRUPTED)
     except BrokenPipeError:
         # The reader went away (memos list | head): not an error worth a message.
