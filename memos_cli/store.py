@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +178,20 @@ class ChromaStore:
         self.update(ids, [{"c": ""} for _ in ids], noise)
         for start in range(0, len(ids), PAGE):
             self.collection.delete(ids=list(ids[start:start + PAGE]))
+        self._flush_queue(dim)
         self.compact()
+
+    def _flush_queue(self, dim: int) -> None:
+        """Make Chroma apply its queued operations to the index files now.
+
+        Chroma applies queued writes when the next write arrives; until then the
+        deleted ids stay in its id map and its queue. A throwaway row, added and
+        deleted, is that next write (it holds only random bytes).
+        """
+        throwaway = "flush-" + uuid.uuid4().hex
+        noise = np.random.default_rng().standard_normal((1, dim)).astype(np.float32)
+        self.collection.add(ids=[throwaway], embeddings=noise, metadatas=[{"c": ""}])
+        self.collection.delete(ids=[throwaway])
 
     def drop(self) -> None:
         """Delete the whole collection, its segment folders and its freed pages."""
