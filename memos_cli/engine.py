@@ -384,18 +384,21 @@ class MemoryEngine:
              limit: int | None = None, include_inactive: bool = False) -> list[Memory]:
         """Memories, newest first."""
         check_kind(kind)
-        memories = [m for m in self.all_memories() if
-                    _filter(kind, tag, since, until, include_inactive)(m)]
-        memories.sort(key=lambda m: (m.created_at, m.id), reverse=True)
+        keep = _filter(kind, tag, since, until, include_inactive)
+        memories = [m for m in reversed(self.all_memories()) if keep(m)]
         return memories[:limit] if limit else memories
 
     def all_memories(self) -> list[Memory]:
-        """Every memory that opens, oldest first; damaged ones are noted in ``damaged``."""
+        """Every memory that opens, oldest first; damaged ones are noted in ``damaged``.
+
+        Memories made in the same second keep the order they were stored in
+        (Chroma returns rows in insertion order and the sort is stable).
+        """
         with self._session(write=False) as codec:
             if codec is None:
                 return []
             memories = [m for _row, m in self._open_rows(codec, self.store.scan())]
-        memories.sort(key=lambda m: (m.created_at, m.id))
+        memories.sort(key=lambda m: m.created_at)
         return memories
 
     def show(self, ref: str) -> Memory:
