@@ -65,6 +65,8 @@ class NewMemory:
     occurred_at: datetime | None = None
     source: str = "cli"
     source_ref: str | None = None
+    valid_from: datetime | None = None
+    derived_from: list[str] = field(default_factory=list)
 
 
 class MemoryEngine:
@@ -264,7 +266,9 @@ class MemoryEngine:
                         tags=normalise_tags(item.tags), importance=float(item.importance),
                         created_at=now, updated_at=now,
                         occurred_at=to_iso(item.occurred_at) if item.occurred_at else None,
-                        source=item.source, source_ref=item.source_ref)
+                        source=item.source, source_ref=item.source_ref,
+                        valid_from=to_iso(item.valid_from) if item.valid_from else None,
+                        derived_from=list(item.derived_from))
         try:
             memory.validate()
         except Exception as exc:
@@ -280,24 +284,60 @@ class MemoryEngine:
         if new_text == "":
             raise UsageError("the new text is empty")
         vector = self.embedder.embed([new_text]) if new_text else None
-        with self._session(write=True) as codec:
-            assert codec is not None
-            memory = codec.open(self.store.get([self._resolve(ref)])[0])
-            if new_text and new_text != memory.text:
-                clash = self.store.find({"h": codec.text_tag(new_text)})
-                if clash:
-                    raise UsageError(f"memory {clash[0].id[:8]} already has that text")
-            memory.history.append(Version(memory.text, memory.kind, list(memory.tags),
-                                          memory.importance, memory.updated_at, reason))
+
+        def change(memory: Memory) -> None:
             memory.text = new_text or memory.text
             memory.kind = kind or memory.kind
             memory.tags = normalise_tags(tags) if tags is not None else memory.tags
             memory.importance = memory.importance if importance is None else float(importance)
-            memory.updated_at = to_iso(now_utc())
-            memory.validate()
-            blinded = codec.blind(vector) if vector is not None else None
-            self.store.update([memory.id], [codec.seal(memory)], blinded)
-            return memory
+
+        with self._session(write=True) as codec:
+            assert codec is not None
+            return self._modify(codec, self._resolve(ref), change, reason, vector)
+
+    def invalidate(self, ref: str, *, reason: str = "invalidated") -> Memory:
+        """Mark a memory no longer valid from now on; it stays, with its history.
+
+        Recall and list skip invalid memories unless asked; only ``forget`` deletes.
+        """
+        with self._session(write=True) as codec:
+            assert codec is not None
+            return self._modify(codec, self._resolve(ref), _end_validity, reason, None)
+
+    def supersede(self, ref: str, new: NewMemory) -> tuple[Memory, Memory]:
+        """A fact changed: the old memory stops being valid now, the new one starts now.
+
+        Returns (old, new); the new memory records the old one in ``derived_from``.
+        """
+        now = now_utc()
+        replacement = self._new_memory(new, to_iso(now))
+        vector = self.embedder.embed([replacement.text])
+        with self._session(write=True) as codec:
+            assert codec is not None
+            old_id = self._resolve(ref)
+            replacement.valid_from = to_iso(now)
+            replacement.derived_from = [old_id, *replacement.derived_from]
+            old = self._modify(codec, old_id, _end_validity, "superseded", None)
+            result = self._insert(codec, [replacement], vector)[0]
+            return old, result.memory
+
+    def _modify(self, codec: RecordCodec, memory_id: str, change: Callable[[Memory], None],
+                reason: str, vector: np.ndarray | None) -> Memory:
+        """Apply ``change`` to a stored memory, keeping its previous state in its history."""
+        memory = codec.open(self.store.get([memory_id])[0])
+        before = memory.text
+        memory.history.append(Version(memory.text, memory.kind, list(memory.tags),
+                                      memory.importance, memory.updated_at, reason))
+        change(memory)
+        if memory.text != before:
+            clash = self.store.find({"h": codec.text_tag(memory.text)})
+            if clash:
+                raise UsageError(f"memory {clash[0].id[:8]} already has that text")
+        memory.updated_at = to_iso(now_utc())
+        memory.validate()
+        blinded = codec.blind(vector) if vector is not None else None
+        self.store.update([memory.id], [codec.seal(memory)], blinded)
+        return memory
 
     def forget(self, ids: Sequence[str]) -> int:
         """Delete memories for good: no text, vector or old version stays on disk."""
@@ -579,6 +619,11 @@ def _shared_embedder(paths: Paths) -> Any:
         _EMBEDDERS[key] = make_embedder(settings.model, base_url=settings.base_url,
                                         api_key=settings.api_key, timeout=settings.timeout)
     return _EMBEDDERS[key]
+
+
+def _end_validity(memory: Memory) -> None:
+    memory.status = "invalid"
+    memory.valid_to = to_iso(now_utc())
 
 
 def _filter(kind: str | None, tag: str | None, since: datetime | None,

@@ -239,3 +239,38 @@ def test_wrong_store_key_is_detected(engine_factory, home):
     with pytest.raises(WrongKeyError, match="another key"):
         engine_factory().list()
     key_file.write_text(saved)
+
+
+def test_newer_store_and_payload_and_export_formats_are_refused(engine_factory):
+    from memos_cli.errors import VersionError
+    from memos_cli.memory import memory_from_payload
+
+    eng = engine_factory()
+    eng.remember(NewMemory("format check"))
+    meta = eng.store.meta()
+    eng.store.set_meta({**meta, "memos_format": 99})
+    with pytest.raises(VersionError, match="later version"):
+        engine_factory().list()
+    with pytest.raises(VersionError):
+        memory_from_payload({"v": 99, "m": {}})
+    with pytest.raises(VersionError, match="later memos"):
+        parse_import('{"memos_export": 2}\n')
+
+
+def test_invalidate_keeps_the_memory_but_recall_skips_it(engine_factory):
+    eng = engine_factory()
+    memory = eng.remember(NewMemory("my phone is a Pixel 6")).memory
+    eng.invalidate(memory.id)
+    assert eng.recall("phone", 5) == []
+    shown = eng.show(memory.id)
+    assert shown.status == "invalid" and shown.valid_to and shown.history[-1].reason == "invalidated"
+    assert [m.id for m in eng.list(include_inactive=True)] == [memory.id]
+
+
+def test_supersede_links_new_to_old_and_ends_the_old(engine_factory):
+    eng = engine_factory()
+    old = eng.remember(NewMemory("I live in Leeds", kind="fact")).memory
+    before, after = eng.supersede(old.id[:6], NewMemory("I live in York", kind="fact"))
+    assert before.status == "invalid" and before.valid_to
+    assert after.derived_from == [old.id] and after.valid_from
+    assert [h.memory.text for h in eng.recall("where do I live", 5)] == ["I live in York"]
