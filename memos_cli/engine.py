@@ -24,6 +24,7 @@ from memos_cli.config import embedding_settings
 from memos_cli.errors import (IntegrityError, NotFoundError, StoreMismatchError, UsageError,
                               VersionError, WrongKeyError)
 from memos_cli.keys import KeyStore, PassphraseSource, Unlocked, env_passphrase
+from memos_cli.keyword import Entry, KeywordIndex, tokenize
 from memos_cli.lock import store_lock
 from memos_cli.memory import Memory, Version, check_kind, new_id, normalise_tags
 from memos_cli.paths import Paths, resolve_paths, resolve_profile
@@ -32,6 +33,7 @@ from memos_cli.store import ChromaStore
 from memos_cli.timeparse import from_iso, now_utc, to_iso
 
 STORE_FORMAT = 1
+CANDIDATES = 50  # from each retriever, before fusion (more when filters drop many)
 Progress = Callable[[int, int], None]  # (done, total)
 MIN_PREFIX = 4
 
@@ -39,7 +41,8 @@ MIN_PREFIX = 4
 @dataclass
 class Hit:
     memory: Memory
-    score: float  # cosine similarity of query and memory, -1..1
+    score: float  # fused relevance: meaning and keywords, higher is better (not a probability)
+    similarity: float = 0.0  # cosine similarity of query and memory, -1..1
 
 
 @dataclass
@@ -86,6 +89,7 @@ class MemoryEngine:
         self._embedder = embedder
         self._unlocked: Unlocked | None = None
         self._codec: RecordCodec | None = None
+        self._keywords: KeywordIndex | None = None
         self._generation: str | None = None
         self.damaged: list[str] = []  # ids whose ciphertext failed its integrity check
 
@@ -179,6 +183,7 @@ class MemoryEngine:
         if self._generation is not None and current != self._generation:
             self.store.reset()
             self._codec = None
+            self._keywords = None
         self._generation = current
 
     def _bump_generation(self) -> None:
@@ -220,6 +225,36 @@ class MemoryEngine:
     def _dim(self) -> int:
         return int(self.store.meta().get("embed_dim") or self.embedder.dim)
 
+    # --- the keyword index -----------------------------------------------------------------
+
+    def _keyword_index(self) -> KeywordIndex:
+        """The profile's keyword index: loaded, or rebuilt if missing or out of step."""
+        if self._keywords is None:
+            assert self._codec is not None
+            path, key = self.paths.keyword_file(self.profile), self._index_key()
+            index = KeywordIndex.load(path, key, self._index_context)
+            if index is None or len(index) != self.store.count():
+                # Storage order is insertion order, which threads need.
+                memories = [m for _row, m in self._open_rows(self._codec, self.store.scan())]
+                index = KeywordIndex([_entry(m) for m in memories])
+                self._keywords = index
+                self._save_keywords()
+            self._keywords = index
+        return self._keywords
+
+    def _save_keywords(self) -> None:
+        if self._keywords is not None:
+            self._keywords.save(self.paths.keyword_file(self.profile), self._index_key(),
+                                self._index_context)
+
+    def _index_key(self) -> bytes:
+        assert self._unlocked is not None
+        return (self._unlocked.next or self._unlocked.current).key
+
+    @property
+    def _index_context(self) -> str:
+        return f"keywords/{self.profile}"
+
     # --- writing -------------------------------------------------------------------------
 
     def remember(self, new: NewMemory) -> RememberResult:
@@ -252,11 +287,17 @@ class MemoryEngine:
                 results.append(RememberResult(memory, created=True))
         if fresh:
             assert vectors is not None
-            rows = [codec.seal(memories[n]) for n in fresh]
-            ids = [memories[n].id for n in fresh]
-            with self._journal(ids):
-                self.store.add(ids, codec.blind(vectors[fresh]), rows)
+            self._add_rows(codec, [memories[n] for n in fresh], vectors[fresh])
         return results
+
+    def _add_rows(self, codec: RecordCodec, memories: list[Memory], vectors: np.ndarray) -> None:
+        """Store new memories and index their words, as one journalled write."""
+        index = self._keyword_index()  # loaded before the add, so it is not seen as stale
+        ids = [m.id for m in memories]
+        with self._journal(ids):
+            self.store.add(ids, codec.blind(vectors), [codec.seal(m) for m in memories])
+            index.add([_entry(m) for m in memories])
+            self._save_keywords()
 
     def _new_memory(self, item: NewMemory, now: str) -> Memory:
         text = item.text.strip()
@@ -336,7 +377,11 @@ class MemoryEngine:
         memory.updated_at = to_iso(now_utc())
         memory.validate()
         blinded = codec.blind(vector) if vector is not None else None
+        index = self._keyword_index()
         self.store.update([memory.id], [codec.seal(memory)], blinded)
+        if memory.text != before:
+            index.replace(memory.id, tokenize(memory.text))
+            self._save_keywords()
         return memory
 
     def forget(self, ids: Sequence[str]) -> int:
@@ -344,9 +389,12 @@ class MemoryEngine:
         with self._session(write=True) as codec:
             if codec is None:
                 return 0
-            full = [self._resolve(ref) for ref in ids]
-            self.store.scrub_delete(sorted(set(full)), self._dim())
-            return len(set(full))
+            full = sorted({self._resolve(ref) for ref in ids})
+            index = self._keyword_index()
+            self.store.scrub_delete(full, self._dim())
+            index.remove(full)
+            self._save_keywords()
+            return len(full)
 
     def forget_all(self) -> int:
         """Destroy the profile: every memory, the collection and the keys."""
@@ -355,7 +403,8 @@ class MemoryEngine:
             self.store.drop()
             self.keys.destroy()
             self.paths.journal_file(self.profile).unlink(missing_ok=True)
-            self._unlocked = self._codec = None
+            self.paths.keyword_file(self.profile).unlink(missing_ok=True)
+            self._unlocked = self._codec = self._keywords = None
             self._bump_generation()
             return count
 
@@ -379,9 +428,7 @@ class MemoryEngine:
                 texts_seen.add(tag)
                 batch.append(memory)
             vectors = self._embed_batched([m.text for m in batch], progress)
-            with self._journal([m.id for m in batch]):
-                self.store.add([m.id for m in batch], codec.blind(vectors),
-                               [codec.seal(m) for m in batch])
+            self._add_rows(codec, batch, vectors)
             return ImportResult(added=len(batch), skipped=len(memories) - len(batch))
 
     def _embed_batched(self, texts: list[str], progress: Progress | None,
@@ -400,24 +447,52 @@ class MemoryEngine:
     def recall(self, query: str, limit: int = 10, *, kind: str | None = None,
                tag: str | None = None, since: datetime | None = None,
                until: datetime | None = None, include_inactive: bool = False) -> list[Hit]:
-        """The memories closest in meaning to ``query``, best first."""
+        """The memories that best answer ``query``, best first.
+
+        Two retrievers each propose candidates: the vector index (meaning) and BM25
+        over neighbour windows (words). Their scores are z-normalised over the
+        candidates and added. See docs/benchmarks.md for what each part is worth.
+        """
         if limit <= 0:
             raise UsageError("--limit must be at least 1")
         check_kind(kind)
-        vector = self.embedder.embed([query])
+        keep = _filter(kind, tag, since, until, include_inactive)
         with self._session(write=False) as codec:
             if codec is None:
                 return []
-            keep = _filter(kind, tag, since, until, include_inactive)
-            total = self.store.count()
-            want = limit * 3 + 20
+            index = self._keyword_index()
+            vector = self.embedder.embed([index.strip_common(query)])
+            blinded = codec.blind(vector)[0]
+            ids, keyword_scores = index.scores(query)
+            total, want = self.store.count(), max(CANDIDATES, limit * 3)
             while True:
-                rows = self.store.query(codec.blind(vector)[0], want)
-                hits = [Hit(m, 1.0 - row.distance) for row, m in self._open_rows(codec, rows)
+                ranked = self._fuse(blinded, ids, keyword_scores, want)
+                scores = {row.id: (score, cosine) for row, score, cosine in ranked}
+                rows = [row for row, _score, _cosine in ranked]
+                hits = [Hit(m, *scores[row.id]) for row, m in self._open_rows(codec, rows)
                         if keep(m)]
                 if len(hits) >= limit or want >= total:
                     return hits[:limit]
                 want *= 4
+
+    def _fuse(self, query: np.ndarray, ids: list[str], keyword_scores: np.ndarray,
+              want: int) -> list[tuple[Any, float, float]]:
+        """Candidates from both retrievers as (row, fused score, cosine), best first."""
+        rows = {row.id: row for row in self.store.query(query, want)}
+        cosine = {i: 1.0 - row.distance for i, row in rows.items()}
+        position = {i: n for n, i in enumerate(ids)}
+        top_words = [ids[n] for n in np.argsort(-keyword_scores, kind="stable")[:want]
+                     if keyword_scores[n] > 0]
+        for row in self.store.get([i for i in top_words if i not in rows], with_vectors=True):
+            rows[row.id] = row
+            cosine[row.id] = float(np.dot(row.vector, query))  # rotation keeps dot products
+        order = list(rows)
+        dense = _zscore(np.array([cosine[i] for i in order]))
+        words = _zscore(np.array([keyword_scores[position[i]] if i in position else 0.0
+                                  for i in order]))
+        fused = dense + words
+        return [(rows[order[n]], float(fused[n]), cosine[order[n]])
+                for n in np.argsort(-fused, kind="stable")]
 
     def list(self, *, kind: str | None = None, tag: str | None = None,
              since: datetime | None = None, until: datetime | None = None,
@@ -603,6 +678,9 @@ class MemoryEngine:
             self.store.compact()  # old ciphertexts leave SQLite's free pages
         self._unlocked = self.keys.finish_rotation(self._unlocked)
         self._codec = RecordCodec(self._unlocked)
+        # The index was sealed under the old key: drop it; it is rebuilt when next needed.
+        self.paths.keyword_file(self.profile).unlink(missing_ok=True)
+        self._keywords = None
         return count
 
 
@@ -619,6 +697,16 @@ def _shared_embedder(paths: Paths) -> Any:
         _EMBEDDERS[key] = make_embedder(settings.model, base_url=settings.base_url,
                                         api_key=settings.api_key, timeout=settings.timeout)
     return _EMBEDDERS[key]
+
+
+def _entry(memory: Memory) -> Entry:
+    # Memories recorded for the same moment (one session, one batch) are a thread.
+    return Entry(memory.id, memory.occurred_at or memory.created_at, tokenize(memory.text))
+
+
+def _zscore(values: np.ndarray) -> np.ndarray:
+    spread = float(values.std()) if len(values) else 0.0
+    return (values - values.mean()) / spread if spread > 1e-9 else np.zeros_like(values)
 
 
 def _end_validity(memory: Memory) -> None:

@@ -53,6 +53,9 @@ class Paths:
     def journal_file(self, profile: str) -> Path:
         return self.data_dir / f"{profile}.journal"
 
+    def keyword_file(self, profile: str) -> Path:
+        return self.data_dir / f"{profile}.keywords"
+
 
 def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:
     """Decide where everything lives, honouring ``MEMOS_HOME``."""

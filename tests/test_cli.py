@@ -19,16 +19,19 @@ def test_remember_prints_the_id_and_recall_finds_it(cli):
     assert found.code == 0
     records = json.loads(found.out)
     assert records[0]["id"] == memory_id
-    assert {"id", "text", "score", "kind", "tags", "created_at"} <= set(records[0])
+    assert {"id", "text", "score", "similarity", "kind", "tags", "created_at"} <= set(records[0])
+    assert records[0]["similarity"] > 0.3
     assert records[0]["tags"] == ["health"]
 
 
 def test_plain_output_is_tab_separated_without_colour(cli):
     cli("remember", "tea with oat milk, no sugar", "--kind", "preference")
+    cli("remember", "the car needs new tyres before winter")
+    cli("remember", "Lena's flat is on the fourth floor")
     out = cli("recall", "how do I take my tea").out.splitlines()
     fields = out[0].split("\t")
     assert len(fields) == 6 and fields[2] == "preference"
-    assert float(fields[0]) > 0.3
+    assert float(fields[0]) > float(out[-1].split("\t")[0])
     assert "\x1b[" not in cli("list").out
 
 

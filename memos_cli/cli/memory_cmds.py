@@ -85,7 +85,11 @@ def recall(
     """Find memories by meaning, best first, each with a score."""
     eng = engine()
     hits = eng.recall(query, limit, kind=kind, tag=tag, since=_when(since), until=_when(until))
-    print_memories([h.memory for h in hits], [h.score for h in hits], as_json)
+    if as_json:
+        print_json([dict(memory_json(h.memory, h.score), similarity=round(h.similarity, 4))
+                    for h in hits])
+    else:
+        print_memories([h.memory for h in hits], [h.score for h in hits])
     _report_damage(eng)
 
 

@@ -1,0 +1,206 @@
+"""The keyword side of recall: BM25 over memories and their neighbours, kept sealed on disk.
+
+Dense vectors miss exact words (names of places, products, rare nouns); BM25 finds
+them. Each memory is scored as a small window: its own words count twice, and the
+words of up to two memories recorded just before and after it in the same thread
+(same occurred time, e.g. one conversation session, or one batch) count once,
+because an answer often sits in the turn after the question that names the topic.
+
+The index is derived data: it can always be rebuilt from the decrypted memories.
+On disk it is one file per profile, compressed and sealed with a key derived from
+the data key, so no word of any memory is ever written in plaintext.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from memos_cli import crypto
+from memos_cli.atomic import write_atomic
+from memos_cli.errors import IntegrityError, VersionError
+
+INDEX_VERSION = 1
+K1, B = 1.2, 0.75
+SELF_WEIGHT, NEIGHBOUR_SPAN = 2, 2
+COMMON_SHARE = 0.2  # a word in more than this share of memories says little about meaning
+MIN_DOCS_FOR_COMMON = 50  # below this, shares are too noisy to judge a word common
+
+_WORD = re.compile(r"[a-z0-9]+")
+STOPWORDS = frozenset("""
+a an the and or but if of to in on at by for with about as is are was were be been being
+do does did have has had i you he she it we they me him her them my your his its our their
+this that these those what which who whom when where why how not no so than too very can
+will just would could should any some there here from into up out over also am s t
+""".split())
+
+
+@lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    return _stemmer().stemWord(word)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case word stems without stopwords: what BM25 matches on."""
+    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+
+
+@dataclass
+class Entry:
+    id: str
+    thread: str  # memories of one thread are each other's neighbours
+    tokens: list[str]
+
+
+class KeywordIndex:
+    """BM25 over neighbour windows, for one profile; entries kept in storage order."""
+
+    def __init__(self, entries: Sequence[Entry] = ()) -> None:
+        self.entries: list[Entry] = list(entries)
+        self._compiled: _Compiled | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    # --- changes ------------------------------------------------------------------
+
+    def add(self, entries: Sequence[Entry]) -> None:
+        self.entries.extend(entries)
+        self._compiled = None
+
+    def remove(self, ids: Sequence[str]) -> None:
+        gone = set(ids)
+        self.entries = [e for e in self.entries if e.id not in gone]
+        self._compiled = None
+
+    def replace(self, memory_id: str, tokens: list[str]) -> None:
+        for entry in self.entries:
+            if entry.id == memory_id:
+                entry.tokens = tokens
+        self._compiled = None
+
+    # --- queries ------------------------------------------------------------------
+
+    def scores(self, query: str) -> tuple[list[str], np.ndarray]:
+        """BM25 score of every memory (ids in storage order)."""
+        compiled = self._compile()
+        return [e.id for e in self.entries], compiled.bm25(tokenize(query))
+
+    def strip_common(self, query: str) -> str:
+        """The query without words found in most memories (names of the people talking,
+        say), which pull a dense model toward everything and nothing."""
+        if len(self.entries) < MIN_DOCS_FOR_COMMON:
+            return query
+        compiled = self._compile()
+        kept = [word for word in query.split()
+                if not any(compiled.share(t) > COMMON_SHARE for t in tokenize(word))]
+        return " ".join(kept) if kept else query
+
+    def _compile(self) -> "_Compiled":
+        if self._compiled is None:
+            self._compiled = _Compiled(self.entries)
+        return self._compiled
+
+    # --- storage --------------------------------------------------------------------
+
+    def save(self, path: Path, key: bytes, context: str) -> None:
+        rows = [[e.id, e.thread, " ".join(e.tokens)] for e in self.entries]
+        payload = zlib.compress(json.dumps({"v": INDEX_VERSION, "entries": rows},
+                                           separators=(",", ":")).encode(), 6)
+        write_atomic(path, crypto.seal(_index_key(key), payload, context))
+
+    @classmethod
+    def load(cls, path: Path, key: bytes, context: str) -> "KeywordIndex | None":
+        """The saved index, or None if there is none or it cannot be used (rebuild then)."""
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            doc = json.loads(zlib.decompress(crypto.unseal(_index_key(key), blob, context)))
+        except (IntegrityError, zlib.error, ValueError):
+            return None  # sealed under an old key, or damaged: it is only a cache
+        if int(doc.get("v", 0)) > INDEX_VERSION:
+            raise VersionError("the keyword index was written by a later memos: upgrade memos")
+        return cls(Entry(i, t, toks.split()) for i, t, toks in doc["entries"])
+
+
+def _index_key(key: bytes) -> bytes:
+    return crypto.subkey(key, "keyword-index/v1")
+
+
+class _Compiled:
+    """Postings in compressed-sparse form, built with numpy from the entries."""
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        vocab: dict[str, int] = {}
+        own = [np.array([vocab.setdefault(t, len(vocab)) for t in e.tokens], dtype=np.int64)
+               for e in entries]
+        self.vocab, self.n = vocab, len(entries)
+        docs, terms, weights = self._window_pairs(entries, own)
+        width = max(len(vocab), 1)
+        keys, inverse = np.unique(docs * width + terms, return_inverse=True)
+        tf = np.bincount(inverse, weights=weights)
+        pair_docs, pair_terms = keys // width, keys % width
+        self.lengths = np.bincount(docs, weights=weights, minlength=self.n)
+        self.avg = float(self.lengths.mean()) if self.n else 0.0
+        order = np.argsort(pair_terms, kind="stable")
+        self.post_docs, self.post_tf = pair_docs[order], tf[order]
+        self.ptr = np.concatenate([[0], np.cumsum(np.bincount(pair_terms, minlength=width))])
+        own_docs = np.concatenate([np.full(len(o), i) for i, o in enumerate(own)] or [[0]])
+        own_terms = np.concatenate(own or [np.zeros(1, dtype=np.int64)])
+        unique_own = np.unique(own_docs * width + own_terms) if self.n else np.zeros(0)
+        self.own_df = np.bincount(unique_own % width, minlength=width)
+
+    @staticmethod
+    def _window_pairs(entries: Sequence[Entry], own: list[np.ndarray]):
+        """(doc, term, weight) triples: own words twice, thread neighbours' words once."""
+        docs, terms, weights = [], [], []
+        threads = [e.thread for e in entries]
+        for i, tokens in enumerate(own):
+            docs.append(np.full(len(tokens), i))
+            terms.append(tokens)
+            weights.append(np.full(len(tokens), float(SELF_WEIGHT)))
+            for offset in range(-NEIGHBOUR_SPAN, NEIGHBOUR_SPAN + 1):
+                j = i + offset
+                if offset and 0 <= j < len(own) and threads[j] == threads[i]:
+                    docs.append(np.full(len(own[j]), i))
+                    terms.append(own[j])
+                    weights.append(np.ones(len(own[j])))
+        if not docs:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return (np.concatenate(docs).astype(np.int64), np.concatenate(terms).astype(np.int64),
+                np.concatenate(weights))
+
+    def share(self, token: str) -> float:
+        index = self.vocab.get(token)
+        return 0.0 if index is None or not self.n else float(self.own_df[index]) / self.n
+
+    def bm25(self, query_tokens: list[str]) -> np.ndarray:
+        scores = np.zeros(self.n)
+        for token in set(query_tokens):
+            index = self.vocab.get(token)
+            if index is None:
+                continue
+            start, end = self.ptr[index], self.ptr[index + 1]
+            docs, tf = self.post_docs[start:end], self.post_tf[start:end]
+            df = end - start
+            idf = math.log(1 + (self.n - df + 0.5) / (df + 0.5))
+            norm = K1 * (1 - B + B * self.lengths[docs] / self.avg)
+            scores[docs] += idf * tf * (K1 + 1) / (tf + norm)
+        return scores
