@@ -273,12 +273,12 @@ class MemoryEngine:
                 vectors: np.ndarray | None) -> list[RememberResult]:
         results: list[RememberResult] = []
         fresh: list[int] = []
+        tags = [codec.text_tag(m.text) for m in memories]
+        stored = self._rows_by_tag(tags)
         seen: dict[str, int] = {}
-        for n, memory in enumerate(memories):
-            tag = codec.text_tag(memory.text)
-            existing = self.store.find({"h": tag})
-            if existing:
-                results.append(RememberResult(codec.open(existing[0]), created=False))
+        for n, (memory, tag) in enumerate(zip(memories, tags)):
+            if tag in stored:
+                results.append(RememberResult(codec.open(stored[tag]), created=False))
             elif tag in seen:
                 results.append(RememberResult(memories[seen[tag]], created=False))
             else:
@@ -289,6 +289,17 @@ class MemoryEngine:
             assert vectors is not None
             self._add_rows(codec, [memories[n] for n in fresh], vectors[fresh])
         return results
+
+    def _rows_by_tag(self, tags: Sequence[str]) -> dict[str, Any]:
+        """Stored rows whose keyed text hash is among ``tags`` (exact-duplicate lookup)."""
+        found: dict[str, Any] = {}
+        unique = sorted(set(tags))
+        for start in range(0, len(unique), 500):
+            batch = unique[start:start + 500]
+            where = {"h": batch[0]} if len(batch) == 1 else {"h": {"$in": batch}}
+            for row in self.store.find(where):
+                found[row.meta["h"]] = row
+        return found
 
     def _add_rows(self, codec: RecordCodec, memories: list[Memory], vectors: np.ndarray) -> None:
         """Store new memories and index their words, as one journalled write."""
@@ -419,14 +430,13 @@ class MemoryEngine:
             assert codec is not None
             present = set(self._existing([m.id for m in memories]))
             todo = [m for m in memories if m.id not in present]
-            texts_seen: set[str] = set()
+            tags = [codec.text_tag(m.text) for m in todo]
+            texts_seen = set(self._rows_by_tag(tags))
             batch: list[Memory] = []
-            for memory in todo:
-                tag = codec.text_tag(memory.text)
-                if tag in texts_seen or self.store.find({"h": tag}):
-                    continue
-                texts_seen.add(tag)
-                batch.append(memory)
+            for memory, tag in zip(todo, tags):
+                if tag not in texts_seen:
+                    texts_seen.add(tag)
+                    batch.append(memory)
             vectors = self._embed_batched([m.text for m in batch], progress)
             self._add_rows(codec, batch, vectors)
             return ImportResult(added=len(batch), skipped=len(memories) - len(batch))

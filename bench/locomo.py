@@ -1,0 +1,275 @@
+"""Recall quality on LoCoMo: does memos find the turns that answer each question?
+
+For each conversation, into a fresh memos home, every turn is stored through the
+library's own ``remember_many`` as "Speaker: text" (plus the shared photo's caption),
+dated with its session's date, its dia_id kept as the source reference. Every
+question then goes through ``MemoryEngine.recall`` with its defaults, and the
+evidence turns are scored: recall@k, hit@k, nDCG@10, per category and overall.
+Two baselines see the same turns in the same run: BM25 alone and dense vectors alone.
+The dataset's observations and summaries are never read.
+
+    python bench/locomo.py [--data PATH] [--json] [--conversations N] [--questions N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._report import machine, percentiles_ms, table, temporary_home  # noqa: E402
+from memos_cli.embedding import LocalMiniLM  # noqa: E402
+from memos_cli.engine import MemoryEngine, NewMemory  # noqa: E402
+from memos_cli.keyword import K1, B, tokenize  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo" / "locomo-dev.json"
+KS = (5, 10, 20, 50)
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+SYSTEMS = ("memos", "bm25", "dense")
+
+
+@dataclass
+class Turn:
+    dia_id: str
+    text: str
+    when: datetime
+
+
+@dataclass
+class Question:
+    text: str
+    category: int
+    evidence: list[str]
+
+
+@dataclass
+class Scores:
+    """Per system and category, one list of per-question values for each metric."""
+
+    values: dict = field(default_factory=dict)
+
+    def add(self, system: str, category: int, ranked: list[str], evidence: list[str]) -> None:
+        wanted = set(evidence)
+        metrics = {}
+        for k in KS:
+            found = len(wanted & set(ranked[:k]))
+            metrics[f"recall@{k}"] = found / len(wanted)
+            metrics[f"hit@{k}"] = float(found > 0)
+        metrics["ndcg@10"] = _ndcg(ranked[:10], wanted)
+        for name, value in metrics.items():
+            self.values.setdefault((system, category, name), []).append(value)
+
+    def mean(self, system: str, categories: tuple[int, ...], metric: str) -> float:
+        pooled = [v for c in categories for v in self.values.get((system, c, metric), [])]
+        return float(np.mean(pooled)) if pooled else float("nan")
+
+    def count(self, category: int) -> int:
+        return len(self.values.get(("memos", category, "recall@10"), []))
+
+
+def _ndcg(ranked: list[str], wanted: set[str]) -> float:
+    gain = sum(1 / math.log2(i + 2) for i, d in enumerate(ranked) if d in wanted)
+    ideal = sum(1 / math.log2(i + 2) for i in range(min(len(wanted), len(ranked))))
+    return gain / ideal if ideal else 0.0
+
+
+# --- the data -----------------------------------------------------------------------
+
+
+def load_conversation(sample: dict) -> list[Turn]:
+    conversation = sample["conversation"]
+    sessions = sorted((k for k in conversation if re.fullmatch(r"session_\d+", k)),
+                      key=lambda k: int(k.split("_")[1]))
+    turns = []
+    for key in sessions:
+        when = _session_date(conversation.get(f"{key}_date_time", ""))
+        for turn in conversation[key]:
+            text = f"{turn['speaker']}: {turn['text']}"
+            if turn.get("blip_caption"):
+                text += f" [shares a photo: {turn['blip_caption']}]"
+            turns.append(Turn(turn["dia_id"], text, when))
+    return turns
+
+
+def _session_date(text: str) -> datetime:
+    """'1:56 pm on 8 May, 2023' -> an aware datetime."""
+    try:
+        return datetime.strptime(text.strip(), "%I:%M %p on %d %B, %Y").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def load_questions(sample: dict, known: set[str], skipped: dict) -> list[Question]:
+    questions = []
+    for qa in sample["qa"]:
+        evidence = _normalise_evidence(qa.get("evidence", []), known, skipped)
+        if not evidence:
+            skipped["no usable evidence"] = skipped.get("no usable evidence", 0) + 1
+            continue
+        questions.append(Question(qa["question"], int(qa["category"]), evidence))
+    return questions
+
+
+def _normalise_evidence(raw: list[str], known: set[str], skipped: dict) -> list[str]:
+    """'D30:05' -> 'D30:5', 'D8:6; D9:17' split; ids naming no turn dropped (and counted)."""
+    out = []
+    for part in raw:
+        for piece in re.split(r"[;,]", part):
+            match = re.fullmatch(r"D(\d+):(\d+)", piece.strip())
+            dia_id = f"D{int(match[1])}:{int(match[2])}" if match else None
+            if dia_id in known:
+                out.append(dia_id)
+            else:
+                skipped["evidence ids naming no turn"] = skipped.get("evidence ids naming no turn", 0) + 1
+    return sorted(set(out))
+
+
+# --- the baselines ----------------------------------------------------------------------
+
+
+class PlainBM25:
+    """BM25 over single turns, same tokenizer as memos, no neighbours, no fusion."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.docs = [tokenize(t) for t in texts]
+        self.lengths = np.array([len(d) for d in self.docs], dtype=float)
+        self.df: dict[str, int] = {}
+        for doc in self.docs:
+            for token in set(doc):
+                self.df[token] = self.df.get(token, 0) + 1
+
+    def rank(self, query: str) -> np.ndarray:
+        n, avg = len(self.docs), self.lengths.mean()
+        scores = np.zeros(n)
+        for token in set(tokenize(query)):
+            if token not in self.df:
+                continue
+            idf = math.log(1 + (n - self.df[token] + 0.5) / (self.df[token] + 0.5))
+            for i, doc in enumerate(self.docs):
+                tf = doc.count(token)
+                if tf:
+                    scores[i] += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * self.lengths[i] / avg))
+        return np.argsort(-scores, kind="stable")
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def run(data: Path, conversations: int | None, question_cap: int | None,
+        turn_cap: int | None) -> dict:
+    samples = json.loads(data.read_text())[:conversations]
+    embedder = LocalMiniLM()
+    scores, skipped = Scores(), {}
+    ingest_seconds, turns_total, latencies = 0.0, 0, []
+    for sample in samples:
+        turns = load_conversation(sample)[:turn_cap]
+        questions = load_questions(sample, {t.dia_id for t in turns}, skipped)[:question_cap]
+        with temporary_home():
+            engine = MemoryEngine(embedder=embedder)
+            started = time.perf_counter()
+            results = engine.remember_many([
+                NewMemory(t.text, kind="episode", occurred_at=t.when, source="import",
+                          source_ref=t.dia_id) for t in turns])
+            ingest_seconds += time.perf_counter() - started
+            turns_total += len(turns)
+            merged = sum(not r.created for r in results)
+            if merged:
+                skipped["turns repeating an earlier turn's exact text (stored once)"] = \
+                    skipped.get("turns repeating an earlier turn's exact text (stored once)", 0) + merged
+            engine.recall("warm-up", 1)  # loads the keyword index: not part of a question's time
+            for q in questions:
+                started = time.perf_counter()
+                hits = engine.recall(q.text, limit=max(KS))
+                latencies.append(time.perf_counter() - started)
+                scores.add("memos", q.category, [h.memory.source_ref for h in hits], q.evidence)
+        _baselines(turns, questions, embedder, scores)
+    return _summary(scores, skipped, turns_total, ingest_seconds, latencies, data)
+
+
+def _baselines(turns: list[Turn], questions: list[Question], embedder, scores: Scores) -> None:
+    ids = [t.dia_id for t in turns]
+    bm25 = PlainBM25([t.text for t in turns])
+    vectors = embedder.embed([t.text for t in turns])
+    for q in questions:
+        scores.add("bm25", q.category, [ids[i] for i in bm25.rank(q.text)[:max(KS)]], q.evidence)
+        similarity = vectors @ embedder.embed([q.text])[0]
+        dense = np.argsort(-similarity, kind="stable")[:max(KS)]
+        scores.add("dense", q.category, [ids[i] for i in dense], q.evidence)
+
+
+def _summary(scores: Scores, skipped: dict, turns: int, ingest_s: float, latencies: list,
+             data: Path) -> dict:
+    core, every = (1, 2, 3, 4), (1, 2, 3, 4, 5)
+    return {
+        "data": str(data), "machine": machine(),
+        "questions": {CATEGORIES[c]: scores.count(c) for c in every},
+        "recall_at": {str(k): round(scores.mean("memos", core, f"recall@{k}"), 4) for k in KS},
+        "recall_at_1_5": {str(k): round(scores.mean("memos", every, f"recall@{k}"), 4) for k in KS},
+        "hit_at": {str(k): round(scores.mean("memos", core, f"hit@{k}"), 4) for k in KS},
+        "ndcg_at_10": round(scores.mean("memos", core, "ndcg@10"), 4),
+        "by_category": {
+            f"{c} {CATEGORIES[c]}": {
+                system: {m: round(scores.mean(system, (c,), m), 4)
+                         for m in ("recall@5", "recall@10", "recall@20", "recall@50",
+                                   "hit@10", "ndcg@10")}
+                for system in SYSTEMS}
+            for c in every},
+        "baselines": {
+            system: {"recall_at": {str(k): round(scores.mean(system, core, f"recall@{k}"), 4)
+                                   for k in KS},
+                     "ndcg_at_10": round(scores.mean(system, core, "ndcg@10"), 4)}
+            for system in ("bm25", "dense")},
+        "latency_ms": percentiles_ms(latencies),
+        "ingest_turns_per_s": round(turns / ingest_s, 1) if ingest_s else None,
+        "skipped": skipped,
+    }
+
+
+def render(result: dict) -> str:
+    core = result["recall_at"]
+    rows = [["memos (default recall)"] + [core[str(k)] for k in KS] + [result["ndcg_at_10"], "1.00"]]
+    for system, label in (("bm25", "BM25 alone"), ("dense", "dense alone")):
+        base = result["baselines"][system]
+        ratio = core["10"] / base["recall_at"]["10"] if base["recall_at"]["10"] else float("nan")
+        rows.append([label] + [base["recall_at"][str(k)] for k in KS] + [base["ndcg_at_10"],
+                                                                          f"memos x{ratio:.2f}"])
+    out = [f"LoCoMo evidence recall, categories 1-4 ({result['data']})", "",
+           table(["system"] + [f"R@{k}" for k in KS] + ["nDCG@10", "R@10 ratio"], rows), ""]
+    cat_rows = []
+    for name, systems in result["by_category"].items():
+        m, b, d = (systems[s]["recall@10"] for s in SYSTEMS)
+        count = result["questions"][name.split(" ", 1)[1]]
+        cat_rows.append([name, count, m, b, d, f"x{m / b:.2f}" if b else "-"])
+    out += ["Recall@10 by category (the dataset's numbering)", "",
+            table(["category", "questions", "memos", "BM25", "dense", "memos/BM25"], cat_rows), ""]
+    out.append(f"categories 1-5, memos R@10: {result['recall_at_1_5']['10']:.3f}")
+    out.append(f"ingest: {result['ingest_turns_per_s']} turns/s; recall latency p50 "
+               f"{result['latency_ms']['p50']} ms, p95 {result['latency_ms']['p95']} ms")
+    out.append(f"skipped: {json.dumps(result['skipped'])}")
+    out.append(f"machine: {result['machine']}")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--conversations", type=int, help="only the first N conversations")
+    parser.add_argument("--questions", type=int, help="at most N questions per conversation")
+    parser.add_argument("--turns", type=int, help="at most N turns per conversation")
+    args = parser.parse_args()
+    result = run(args.data, args.conversations, args.questions, args.turns)
+    print(json.dumps(result, indent=2) if args.json else render(result))
+
+
+if __name__ == "__main__":
+    main()
