@@ -105,3 +105,20 @@ def test_rotation_leaves_no_old_ciphertext(home):
     eng.rotate_key()
     assert _traces(home, [sealed[:40], sealed[-40:]]) == []
     assert MemoryEngine(embedder=LocalMiniLM()).show(memory.id).text == memory.text
+
+
+def test_keyword_index_is_sealed_and_forgets(home):
+    from memos_cli.keyword import KeywordIndex
+
+    eng = MemoryEngine(embedder=LocalMiniLM())
+    eng.remember_many([NewMemory(f"filler note {n} about groceries") for n in range(3)])
+    memory = eng.remember(NewMemory("zanzibarian quokkas hide in Wolverhampton")).memory
+    assert eng.recall("quokkas", 1)[0].memory.id == memory.id
+    index_file = home / "data" / "default.keywords"
+    raw = index_file.read_bytes()
+    assert b"quokka" not in raw and b"wolverhampton" not in raw and b"filler" not in raw
+    eng.forget([memory.id])
+    key = eng._index_key()
+    reopened = KeywordIndex.load(index_file, key, "keywords/default")
+    assert reopened is not None and len(reopened) == 3
+    assert all("quokka" not in e.tokens for e in reopened.entries)

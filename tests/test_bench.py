@@ -1,0 +1,41 @@
+"""The benchmark scripts keep working: a tiny run of each, checked for shape and sense."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCOMO = ROOT.parent / "shared" / "data" / "locomo" / "locomo-dev.json"
+
+
+def _run(*args: str) -> dict:
+    done = subprocess.run([sys.executable, *args, "--json"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(not LOCOMO.exists(), reason="../shared/data/locomo is not beside the checkout")
+def test_locomo_bench_on_one_conversation_slice():
+    result = _run("bench/locomo.py", "--conversations", "1", "--turns", "120",
+                  "--questions", "25")
+    assert set(result) >= {"recall_at", "by_category", "baselines", "latency_ms", "skipped"}
+    assert set(result["recall_at"]) == {"5", "10", "20", "50"}
+    recalls = [result["recall_at"][k] for k in ("5", "10", "20", "50")]
+    assert all(0 <= r <= 1 for r in recalls) and recalls == sorted(recalls)
+    assert set(result["baselines"]) == {"bm25", "dense"}
+    assert result["latency_ms"]["p50"] > 0 and result["ingest_turns_per_s"] > 0
+
+
+def test_scale_bench_on_a_tiny_store():
+    result = _run("bench/scale.py", "--sizes", "40", "--queries", "3")
+    size = result["sizes"]["40"]
+    assert size["import_per_s"] > 0 and size["bytes_per_memory"] > 0
+    assert size["warm_recall_ms"]["p50"] > 0
+    assert set(size["cold_recall"]["breakdown_s"]) >= {"interpreter", "imports", "model load", "query"}
+    assert result["help_s"] > 0 and result["version_s"] > 0
