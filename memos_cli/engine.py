@@ -20,6 +20,7 @@ import numpy as np
 
 from memos_cli import crypto
 from memos_cli.atomic import write_atomic
+from memos_cli.audit import AuditLog, Event
 from memos_cli.config import embedding_settings
 from memos_cli.errors import (IntegrityError, NotFoundError, StoreMismatchError, UsageError,
                               VersionError, WrongKeyError)
@@ -92,6 +93,8 @@ class MemoryEngine:
         self._keywords: KeywordIndex | None = None
         self._generation: str | None = None
         self.damaged: list[str] = []  # ids whose ciphertext failed its integrity check
+        self.cause = "library"  # what the audit trail names as the cause of changes
+        self.audit_log = AuditLog(self.paths.audit_file(self.profile), f"audit/{self.profile}")
 
     # --- plumbing ------------------------------------------------------------------
 
@@ -255,6 +258,20 @@ class MemoryEngine:
     def _index_context(self) -> str:
         return f"keywords/{self.profile}"
 
+    # --- the audit trail ---------------------------------------------------------------------
+
+    def _audit(self, action: str, ids: list[str], count: int = 0) -> None:
+        event = Event(to_iso(now_utc()), action, list(ids), self.cause, count or len(ids))
+        self.audit_log.append(self._index_key(), [event])
+
+    def audit(self, since: datetime | None = None) -> list[Event]:
+        """Every recorded change, oldest first (``audit_log.unreadable`` counts bad lines)."""
+        with self._session(write=False) as codec:
+            if codec is None:
+                return []
+            events = self.audit_log.read(self._index_key())
+        return [e for e in events if since is None or from_iso(e.at) >= since]
+
     # --- writing -------------------------------------------------------------------------
 
     def remember(self, new: NewMemory) -> RememberResult:
@@ -270,7 +287,7 @@ class MemoryEngine:
             return self._insert(codec, memories, vectors)
 
     def _insert(self, codec: RecordCodec, memories: list[Memory],
-                vectors: np.ndarray | None) -> list[RememberResult]:
+                vectors: np.ndarray | None, action: str = "remembered") -> list[RememberResult]:
         results: list[RememberResult] = []
         fresh: list[int] = []
         tags = [codec.text_tag(m.text) for m in memories]
@@ -287,7 +304,7 @@ class MemoryEngine:
                 results.append(RememberResult(memory, created=True))
         if fresh:
             assert vectors is not None
-            self._add_rows(codec, [memories[n] for n in fresh], vectors[fresh])
+            self._add_rows(codec, [memories[n] for n in fresh], vectors[fresh], action)
         return results
 
     def _rows_by_tag(self, tags: Sequence[str]) -> dict[str, Any]:
@@ -301,14 +318,18 @@ class MemoryEngine:
                 found[row.meta["h"]] = row
         return found
 
-    def _add_rows(self, codec: RecordCodec, memories: list[Memory], vectors: np.ndarray) -> None:
+    def _add_rows(self, codec: RecordCodec, memories: list[Memory], vectors: np.ndarray,
+                  action: str) -> None:
         """Store new memories and index their words, as one journalled write."""
+        if not memories:
+            return
         index = self._keyword_index()  # loaded before the add, so it is not seen as stale
         ids = [m.id for m in memories]
         with self._journal(ids):
             self.store.add(ids, codec.blind(vectors), [codec.seal(m) for m in memories])
             index.add([_entry(m) for m in memories])
             self._save_keywords()
+        self._audit(action, ids)
 
     def _new_memory(self, item: NewMemory, now: str) -> Memory:
         text = item.text.strip()
@@ -393,6 +414,7 @@ class MemoryEngine:
         if memory.text != before:
             index.replace(memory.id, tokenize(memory.text))
             self._save_keywords()
+        self._audit(_ACTIONS_BY_REASON.get(reason, "updated"), [memory.id])
         return memory
 
     def forget(self, ids: Sequence[str]) -> int:
@@ -405,6 +427,9 @@ class MemoryEngine:
             self.store.scrub_delete(full, self._dim())
             index.remove(full)
             self._save_keywords()
+            # The trail keeps that something was forgotten, and when; not which.
+            self.audit_log.strike(self._index_key(), full)
+            self._audit("forgotten", [], count=len(full))
             return len(full)
 
     def forget_all(self) -> int:
@@ -415,6 +440,7 @@ class MemoryEngine:
             self.keys.destroy()
             self.paths.journal_file(self.profile).unlink(missing_ok=True)
             self.paths.keyword_file(self.profile).unlink(missing_ok=True)
+            self.paths.audit_file(self.profile).unlink(missing_ok=True)
             self._unlocked = self._codec = self._keywords = None
             self._bump_generation()
             return count
@@ -438,7 +464,7 @@ class MemoryEngine:
                     texts_seen.add(tag)
                     batch.append(memory)
             vectors = self._embed_batched([m.text for m in batch], progress)
-            self._add_rows(codec, batch, vectors)
+            self._add_rows(codec, batch, vectors, "imported")
             return ImportResult(added=len(batch), skipped=len(memories) - len(batch))
 
     def _embed_batched(self, texts: list[str], progress: Progress | None,
@@ -602,6 +628,7 @@ class MemoryEngine:
             self._swap_in(codec, rows, vectors)
             self._codec = None
             self._bump_generation()
+            self._audit("reindexed", [], count=len(memories))
             return len(memories)
 
     def _check_store_key_only(self) -> None:
@@ -651,6 +678,7 @@ class MemoryEngine:
                         self._unlocked = saved
 
             self.keys.set_passphrase(new_passphrase, unlocked, proves)
+            self._audit("key changed", [])
 
     def rotate_key(self, progress: Progress | None = None) -> int:
         """Re-encrypt every memory under a new data key; resumable after a crash."""
@@ -691,9 +719,14 @@ class MemoryEngine:
         # The index was sealed under the old key: drop it; it is rebuilt when next needed.
         self.paths.keyword_file(self.profile).unlink(missing_ok=True)
         self._keywords = None
+        self.audit_log.rewrite(self._unlocked.current.key, self.audit_log.read(old.key))
+        self._audit("key changed", [], count=count)
         return count
 
 
+_ACTIONS_BY_REASON = {"update": "updated", "superseded": "superseded",
+                      "invalidated": "invalidated", "merged": "merged", "archived": "archived",
+                      "promoted": "promoted", "demoted": "demoted"}
 _EMBEDDERS: dict[tuple, Any] = {}
 
 

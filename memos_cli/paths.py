@@ -56,6 +56,9 @@ class Paths:
     def keyword_file(self, profile: str) -> Path:
         return self.data_dir / f"{profile}.keywords"
 
+    def audit_file(self, profile: str) -> Path:
+        return self.data_dir / f"{profile}.audit"
+
 
 def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:
     """Decide where everything lives, honouring ``MEMOS_HOME``."""
