@@ -516,9 +516,8 @@ class MemoryEngine:
         """Candidates from both retrievers as (row, fused score, cosine), best first."""
         rows = {row.id: row for row in self.store.query(query, want)}
         cosine = {i: 1.0 - row.distance for i, row in rows.items()}
-        position = {i: n for n, i in enumerate(ids)}
-        top_words = [ids[n] for n in np.argsort(-keyword_scores, kind="stable")[:want]
-                     if keyword_scores[n] > 0]
+        position = self._keyword_index().positions()
+        top_words = [ids[n] for n in _top(keyword_scores, want) if keyword_scores[n] > 0]
         for row in self.store.get([i for i in top_words if i not in rows], with_vectors=True):
             rows[row.id] = row
             cosine[row.id] = float(np.dot(row.vector, query))  # rotation keeps dot products
@@ -745,6 +744,14 @@ def _shared_embedder(paths: Paths) -> Any:
 def _entry(memory: Memory) -> Entry:
     # Memories recorded for the same moment (one session, one batch) are a thread.
     return Entry(memory.id, memory.occurred_at or memory.created_at, tokenize(memory.text))
+
+
+def _top(scores: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the ``count`` highest scores, best first (partial sort: fast at 100k)."""
+    if count >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, count)[:count]
+    return part[np.argsort(-scores[part], kind="stable")]
 
 
 def _zscore(values: np.ndarray) -> np.ndarray:

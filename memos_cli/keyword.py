@@ -99,7 +99,11 @@ class KeywordIndex:
     def scores(self, query: str) -> tuple[list[str], np.ndarray]:
         """BM25 score of every memory (ids in storage order)."""
         compiled = self._compile()
-        return [e.id for e in self.entries], compiled.bm25(tokenize(query))
+        return compiled.ids, compiled.bm25(tokenize(query))
+
+    def positions(self) -> dict[str, int]:
+        """Where each memory id sits in the arrays ``scores`` returns."""
+        return self._compile().position
 
     def strip_common(self, query: str) -> str:
         """The query without words found in most memories (names of the people talking,
@@ -149,11 +153,15 @@ class _Compiled:
 
     def __init__(self, entries: Sequence[Entry]) -> None:
         vocab: dict[str, int] = {}
-        own = [np.array([vocab.setdefault(t, len(vocab)) for t in e.tokens], dtype=np.int64)
-               for e in entries]
+        self.ids = [e.id for e in entries]
+        self.position = {memory_id: n for n, memory_id in enumerate(self.ids)}
+        counts = np.array([len(e.tokens) for e in entries], dtype=np.int64)
+        own_terms = np.array([vocab.setdefault(t, len(vocab)) for e in entries for t in e.tokens],
+                             dtype=np.int64)
+        own_docs = np.repeat(np.arange(len(entries), dtype=np.int64), counts)
         self.vocab, self.n = vocab, len(entries)
-        docs, terms, weights = self._window_pairs(entries, own)
         width = max(len(vocab), 1)
+        docs, terms, weights = _window_pairs(entries, own_docs, own_terms)
         keys, inverse = np.unique(docs * width + terms, return_inverse=True)
         tf = np.bincount(inverse, weights=weights)
         pair_docs, pair_terms = keys // width, keys % width
@@ -162,30 +170,8 @@ class _Compiled:
         order = np.argsort(pair_terms, kind="stable")
         self.post_docs, self.post_tf = pair_docs[order], tf[order]
         self.ptr = np.concatenate([[0], np.cumsum(np.bincount(pair_terms, minlength=width))])
-        own_docs = np.concatenate([np.full(len(o), i) for i, o in enumerate(own)] or [[0]])
-        own_terms = np.concatenate(own or [np.zeros(1, dtype=np.int64)])
-        unique_own = np.unique(own_docs * width + own_terms) if self.n else np.zeros(0)
+        unique_own = np.unique(own_docs * width + own_terms)
         self.own_df = np.bincount(unique_own % width, minlength=width)
-
-    @staticmethod
-    def _window_pairs(entries: Sequence[Entry], own: list[np.ndarray]):
-        """(doc, term, weight) triples: own words twice, thread neighbours' words once."""
-        docs, terms, weights = [], [], []
-        threads = [e.thread for e in entries]
-        for i, tokens in enumerate(own):
-            docs.append(np.full(len(tokens), i))
-            terms.append(tokens)
-            weights.append(np.full(len(tokens), float(SELF_WEIGHT)))
-            for offset in range(-NEIGHBOUR_SPAN, NEIGHBOUR_SPAN + 1):
-                j = i + offset
-                if offset and 0 <= j < len(own) and threads[j] == threads[i]:
-                    docs.append(np.full(len(own[j]), i))
-                    terms.append(own[j])
-                    weights.append(np.ones(len(own[j])))
-        if not docs:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        return (np.concatenate(docs).astype(np.int64), np.concatenate(terms).astype(np.int64),
-                np.concatenate(weights))
 
     def share(self, token: str) -> float:
         index = self.vocab.get(token)
@@ -204,3 +190,24 @@ class _Compiled:
             norm = K1 * (1 - B + B * self.lengths[docs] / self.avg)
             scores[docs] += idf * tf * (K1 + 1) / (tf + norm)
         return scores
+
+
+def _window_pairs(entries: Sequence[Entry], own_docs: np.ndarray, own_terms: np.ndarray):
+    """(doc, term, weight) triples: own words twice, thread neighbours' words once."""
+    thread_ids: dict[str, int] = {}
+    thread = np.array([thread_ids.setdefault(e.thread, len(thread_ids)) for e in entries],
+                      dtype=np.int64)
+    docs, terms = [own_docs], [own_terms]
+    weights = [np.full(len(own_docs), float(SELF_WEIGHT))]
+    for offset in range(-NEIGHBOUR_SPAN, NEIGHBOUR_SPAN + 1):
+        if offset == 0 or not len(own_docs):
+            continue
+        # Doc d lends its words to doc d - offset when both are in the same thread.
+        target = own_docs - offset
+        inside = (target >= 0) & (target < len(entries))
+        same = np.zeros(len(own_docs), dtype=bool)
+        same[inside] = thread[target[inside]] == thread[own_docs[inside]]
+        docs.append(target[same])
+        terms.append(own_terms[same])
+        weights.append(np.ones(int(same.sum())))
+    return np.concatenate(docs), np.concatenate(terms), np.concatenate(weights)
