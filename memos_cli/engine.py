@@ -500,21 +500,30 @@ class MemoryEngine:
             vector = self.embedder.embed([index.strip_common(query)])
             blinded = codec.blind(vector)[0]
             ids, keyword_scores = index.scores(query)
-            total, want = self.store.count(), max(CANDIDATES, limit * 3)
+            total, want = len(index), max(CANDIDATES, limit * 3)
             while True:
                 ranked = self._fuse(blinded, ids, keyword_scores, want)
-                scores = {row.id: (score, cosine) for row, score, cosine in ranked}
-                rows = [row for row, _score, _cosine in ranked]
-                hits = [Hit(m, *scores[row.id]) for row, m in self._open_rows(codec, rows)
-                        if keep(m)]
+                hits = self._first_hits(codec, ranked, keep, limit)
                 if len(hits) >= limit or want >= total:
-                    return hits[:limit]
+                    return hits
                 want *= 4
+
+    def _first_hits(self, codec: RecordCodec, ranked: list[tuple[Any, float, float]],
+                    keep: Callable[[Memory], bool], limit: int) -> list[Hit]:
+        """Open ranked rows in order until ``limit`` pass the filters (decrypt no more)."""
+        hits: list[Hit] = []
+        for row, score, cosine in ranked:
+            for _row, memory in self._open_rows(codec, [row]):
+                if keep(memory):
+                    hits.append(Hit(memory, score, cosine))
+            if len(hits) >= limit:
+                break
+        return hits
 
     def _fuse(self, query: np.ndarray, ids: list[str], keyword_scores: np.ndarray,
               want: int) -> list[tuple[Any, float, float]]:
         """Candidates from both retrievers as (row, fused score, cosine), best first."""
-        rows = {row.id: row for row in self.store.query(query, want)}
+        rows = {row.id: row for row in self.store.query(query, min(want, len(ids)))}
         cosine = {i: 1.0 - row.distance for i, row in rows.items()}
         position = self._keyword_index().positions()
         top_words = [ids[n] for n in _top(keyword_scores, want) if keyword_scores[n] > 0]

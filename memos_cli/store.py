@@ -159,7 +159,7 @@ class ChromaStore:
             offset += PAGE
 
     def query(self, vector: np.ndarray, n: int) -> list[Row]:
-        n = min(n, self.count())
+        """The ``n`` nearest rows; callers keep ``n`` within the row count."""
         if n <= 0:
             return []
         got = self.collection.query(query_embeddings=vector.reshape(1, -1), n_results=n,
