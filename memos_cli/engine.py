@@ -27,11 +27,12 @@ from memos_cli.errors import (IntegrityError, NotFoundError, StoreMismatchError,
 from memos_cli.keys import KeyStore, PassphraseSource, Unlocked, env_passphrase
 from memos_cli.keyword import Entry, KeywordIndex, tokenize
 from memos_cli.lock import store_lock
-from memos_cli.memory import Memory, Version, check_kind, new_id, normalise_tags
+from memos_cli.lifecycle import initial_tier
+from memos_cli.memory import TIERS, Memory, Version, check_kind, new_id, normalise_tags
 from memos_cli.paths import Paths, resolve_paths, resolve_profile
 from memos_cli.records import RecordCodec
 from memos_cli.store import ChromaStore
-from memos_cli.timeparse import from_iso, now_utc, to_iso
+from memos_cli.timeparse import from_iso, now_utc, query_period, to_iso
 
 STORE_FORMAT = 1
 CANDIDATES = 50  # from each retriever, before fusion (more when filters drop many)
@@ -71,6 +72,7 @@ class NewMemory:
     source_ref: str | None = None
     valid_from: datetime | None = None
     derived_from: list[str] = field(default_factory=list)
+    tier: str | None = None  # None: where its kind starts (see lifecycle.initial_tier)
 
 
 class MemoryEngine:
@@ -109,21 +111,26 @@ class MemoryEngine:
         return self.keys.exists()
 
     @contextmanager
-    def _session(self, write: bool) -> Iterator[RecordCodec | None]:
-        """Unlock, lock, open and repair the store; yields None for an empty profile on read."""
+    def _session(self, write: bool, create: bool | None = None) -> Iterator[RecordCodec | None]:
+        """Unlock, lock, open and repair the store; yields None for a profile with no store.
+
+        ``create`` (default: ``write``) makes the key and store when there are none;
+        ``write`` tells other processes afterwards that the store changed.
+        """
+        create = write if create is None else create
         if self._unlocked is None and self.keys.exists():
             self._unlocked = self.keys.unlock()  # may prompt: done before taking the lock
         with store_lock(self.paths.lock_file):
             self._refresh_if_stale()
             if self._unlocked is None:
                 if not self.keys.exists():
-                    if not write:
+                    if not create:
                         yield None
                         return
                     self._unlocked = self.keys.create()
                 else:
                     self._unlocked = self.keys.unlock()
-            codec = self._open_store(create=write)
+            codec = self._open_store(create=create)
             if codec is None:
                 yield None
                 return
@@ -341,7 +348,8 @@ class MemoryEngine:
                         occurred_at=to_iso(item.occurred_at) if item.occurred_at else None,
                         source=item.source, source_ref=item.source_ref,
                         valid_from=to_iso(item.valid_from) if item.valid_from else None,
-                        derived_from=list(item.derived_from))
+                        derived_from=list(item.derived_from),
+                        tier=item.tier or initial_tier(item.kind))
         try:
             memory.validate()
         except Exception as exc:
@@ -480,9 +488,8 @@ class MemoryEngine:
 
     # --- reading -------------------------------------------------------------------------
 
-    def recall(self, query: str, limit: int = 10, *, kind: str | None = None,
-               tag: str | None = None, since: datetime | None = None,
-               until: datetime | None = None, include_inactive: bool = False) -> list[Hit]:
+    def recall(self, query: str, limit: int = 10, *, where: Filter | None = None,
+               record_access: bool = True, **filters: Any) -> list[Hit]:
         """The memories that best answer ``query``, best first.
 
         Two retrievers each propose candidates: the vector index (meaning) and BM25
@@ -491,9 +498,8 @@ class MemoryEngine:
         """
         if limit <= 0:
             raise UsageError("--limit must be at least 1")
-        check_kind(kind)
-        keep = _filter(kind, tag, since, until, include_inactive)
-        with self._session(write=False) as codec:
+        keep = where or Filter(**filters)
+        with self._session(write=record_access, create=False) as codec:
             if codec is None:
                 return []
             index = self._keyword_index()
@@ -501,12 +507,28 @@ class MemoryEngine:
             blinded = codec.blind(vector)[0]
             ids, keyword_scores = index.scores(query)
             total, want = len(index), max(CANDIDATES, limit * 3)
+            period = query_period(query)
             while True:
                 ranked = self._fuse(blinded, ids, keyword_scores, want)
-                hits = self._first_hits(codec, ranked, keep, limit)
+                hits = self._first_hits(codec, ranked, keep, limit if period is None else want)
                 if len(hits) >= limit or want >= total:
-                    return hits
+                    break
                 want *= 4
+            if period is not None:
+                hits = _favour_period(hits, period)[:limit]
+            if record_access:
+                self._touch(codec, hits)
+            return hits
+
+    def _touch(self, codec: RecordCodec, hits: list[Hit]) -> None:
+        """Count each recall of a memory: use is what promotes it to long-term."""
+        if not hits:
+            return
+        now = to_iso(now_utc())
+        for hit in hits:
+            hit.memory.access_count += 1
+            hit.memory.last_access = now
+        self.store.update([h.memory.id for h in hits], [codec.seal(h.memory) for h in hits])
 
     def _first_hits(self, codec: RecordCodec, ranked: list[tuple[Any, float, float]],
                     keep: Callable[[Memory], bool], limit: int) -> list[Hit]:
@@ -538,12 +560,10 @@ class MemoryEngine:
         return [(rows[order[n]], float(fused[n]), cosine[order[n]])
                 for n in np.argsort(-fused, kind="stable")]
 
-    def list(self, *, kind: str | None = None, tag: str | None = None,
-             since: datetime | None = None, until: datetime | None = None,
-             limit: int | None = None, include_inactive: bool = False) -> list[Memory]:
+    def list(self, *, limit: int | None = None, where: Filter | None = None,
+             **filters: Any) -> list[Memory]:
         """Memories, newest first."""
-        check_kind(kind)
-        keep = _filter(kind, tag, since, until, include_inactive)
+        keep = where or Filter(**filters)
         memories = [m for m in reversed(self.all_memories()) if keep(m)]
         return memories[:limit] if limit else memories
 
@@ -594,14 +614,16 @@ class MemoryEngine:
 
     def stats(self) -> dict[str, Any]:
         memories = self.all_memories()
-        by_kind: dict[str, int] = {}
-        by_status: dict[str, int] = {}
-        for m in memories:
-            by_kind[m.kind] = by_kind.get(m.kind, 0) + 1
-            by_status[m.status] = by_status.get(m.status, 0) + 1
+        def count_by(field: str) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for m in memories:
+                counts[getattr(m, field)] = counts.get(getattr(m, field), 0) + 1
+            return counts
+
         info: dict[str, Any] = {
-            "profile": self.profile, "memories": len(memories), "by_kind": by_kind,
-            "by_status": by_status, "damaged": len(self.damaged),
+            "profile": self.profile, "memories": len(memories), "by_kind": count_by("kind"),
+            "by_status": count_by("status"), "by_tier": count_by("tier"),
+            "damaged": len(self.damaged),
             "bytes_on_disk": _tree_bytes(self.paths.data_dir),
             "data_dir": str(self.paths.data_dir),
         }
@@ -755,6 +777,16 @@ def _entry(memory: Memory) -> Entry:
     return Entry(memory.id, memory.occurred_at or memory.created_at, tokenize(memory.text))
 
 
+def _favour_period(hits: list[Hit], period: tuple[datetime, datetime]) -> list[Hit]:
+    """A query that names a time ("last week", "in March") puts what happened then first."""
+    start, end = period
+
+    def inside(hit: Hit) -> bool:
+        return start <= from_iso(hit.memory.occurred_at or hit.memory.created_at) < end
+
+    return sorted(hits, key=lambda h: not inside(h))  # stable: keeps the ranking within each
+
+
 def _top(scores: np.ndarray, count: int) -> np.ndarray:
     """Indices of the ``count`` highest scores, best first (partial sort: fast at 100k)."""
     if count >= len(scores):
@@ -773,19 +805,41 @@ def _end_validity(memory: Memory) -> None:
     memory.valid_to = to_iso(now_utc())
 
 
-def _filter(kind: str | None, tag: str | None, since: datetime | None,
-            until: datetime | None, include_inactive: bool) -> Callable[[Memory], bool]:
-    tag = tag.strip().lower() if tag else None
+@dataclass(frozen=True)
+class Filter:
+    """Which memories a list or recall may return."""
 
-    def keep(m: Memory) -> bool:
+    kind: str | None = None
+    tag: str | None = None
+    tier: str | None = None
+    since: datetime | None = None  # by when it happened (or was recorded)
+    until: datetime | None = None
+    at: datetime | None = None  # only what was true then (invalid ones included)
+    include_inactive: bool = False
+
+    def __post_init__(self) -> None:
+        check_kind(self.kind)
+        if self.tier is not None and self.tier not in TIERS:
+            raise UsageError(f"unknown tier {self.tier!r}: use one of {', '.join(TIERS)}")
+
+    def __call__(self, m: Memory) -> bool:
         when = from_iso(m.occurred_at or m.created_at)
-        return ((include_inactive or m.status == "active")
-                and (kind is None or m.kind == kind)
+        tag = self.tag.strip().lower() if self.tag else None
+        return ((self.include_inactive or self.at is not None or m.status == "active")
+                and (self.kind is None or m.kind == self.kind)
                 and (tag is None or tag in m.tags)
-                and (since is None or when >= since)
-                and (until is None or when <= until))
+                and (self.tier is None or m.tier == self.tier)
+                and (self.since is None or when >= self.since)
+                and (self.until is None or when <= self.until)
+                and (self.at is None or _true_at(m, self.at)))
 
-    return keep
+
+def _true_at(memory: Memory, moment: datetime) -> bool:
+    """Recorded by then, valid from before then, and not yet ended then."""
+    start = from_iso(memory.valid_from or memory.created_at)
+    ended = memory.valid_to is not None and from_iso(memory.valid_to) <= moment
+    return (from_iso(memory.created_at) <= moment and start <= moment and not ended
+            and memory.status != "archived")
 
 
 def _read_text(path: Any) -> str | None:

@@ -35,6 +35,7 @@ class Version:
     importance: float
     updated_at: str
     reason: str = "update"
+    source_id: str | None = None  # set when the text came from another memory (a merge)
 
 
 @dataclass

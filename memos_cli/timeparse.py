@@ -75,3 +75,56 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
 
 def _start_of(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=timezone.utc)
+
+
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+           "september", "october", "november", "december")
+_IN_MONTH = re.compile(r"\b(?:in|during|since)\s+(" + "|".join(_MONTHS) + r")(?:\s+(\d{4}))?\b")
+_IN_YEAR = re.compile(r"\b(?:in|during)\s+(\d{4})\b")
+_N_AGO = re.compile(r"\b(\d+|a|an|one)\s+(day|week|month|year)s?\s+ago\b")
+
+
+def query_period(query: str, now: datetime | None = None) -> tuple[datetime, datetime] | None:
+    """The time span a question names ("yesterday", "last week", "in March"), or None.
+
+    Recall uses it to put what happened in that span first. Spans are [start, end).
+    """
+    now = now or now_utc()
+    text = query.lower()
+    today = _start_of(now.date())
+    named = {
+        "yesterday": (today - timedelta(days=1), today),
+        "today": (today, today + timedelta(days=1)),
+        "this week": (today - timedelta(days=today.weekday()), today + timedelta(days=1)),
+        "last week": (today - timedelta(days=today.weekday() + 7),
+                      today - timedelta(days=today.weekday())),
+        "this month": (today.replace(day=1), today + timedelta(days=1)),
+        "last month": (_month_start(today.replace(day=1) - timedelta(days=1)), today.replace(day=1)),
+        "this year": (today.replace(month=1, day=1), today + timedelta(days=1)),
+        "last year": (today.replace(year=today.year - 1, month=1, day=1),
+                      today.replace(month=1, day=1)),
+    }
+    for words, span in named.items():
+        if re.search(rf"\b{words}\b", text):
+            return span
+    match = _N_AGO.search(text)
+    if match:
+        moment = parse_when(match.group(0), now)
+        unit = _UNITS[match[2]]
+        return moment - unit / 2, moment + unit / 2
+    match = _IN_MONTH.search(text)
+    if match:
+        month = _MONTHS.index(match[1]) + 1
+        year = int(match[2]) if match[2] else (now.year if month <= now.month else now.year - 1)
+        start = datetime(year, month, 1, tzinfo=timezone.utc)
+        return start, _month_start(start + timedelta(days=32))
+    match = _IN_YEAR.search(text)
+    if match:
+        year = int(match[1])
+        return (datetime(year, 1, 1, tzinfo=timezone.utc),
+                datetime(year + 1, 1, 1, tzinfo=timezone.utc))
+    return None
+
+
+def _month_start(moment: datetime) -> datetime:
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)

@@ -11,11 +11,12 @@ from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import (err, memory_json, print_json, print_memories, print_table,
                                   print_tsv, progress, stdin_is_terminal, stdout_is_terminal)
 from memos_cli.errors import IntegrityError, UsageError
-from memos_cli.memory import KINDS, SHORT_ID, Memory
+from memos_cli.memory import KINDS, SHORT_ID, TIERS, Memory
 from memos_cli.timeparse import parse_when
 
 JSON = typer.Option(False, "--json", help="Print JSON.")
 KIND_HELP = f"One of: {', '.join(KINDS)}."
+TIER_HELP = f"Only this tier: {', '.join(TIERS)}."
 
 
 def _when(value: Optional[str]):
@@ -80,11 +81,14 @@ def recall(
     tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Only memories with this tag."),
     since: Optional[str] = typer.Option(None, "--since", help="Only from this time on."),
     until: Optional[str] = typer.Option(None, "--until", help="Only up to this time."),
+    at: Optional[str] = typer.Option(None, "--at", help="What was true then (ISO date, '3 days ago')."),
+    tier: Optional[str] = typer.Option(None, "--tier", help=TIER_HELP),
     as_json: bool = JSON,
 ) -> None:
     """Find memories by meaning, best first, each with a score."""
     eng = engine()
-    hits = eng.recall(query, limit, kind=kind, tag=tag, since=_when(since), until=_when(until))
+    hits = eng.recall(query, limit, kind=kind, tag=tag, since=_when(since), until=_when(until),
+                      at=_when(at), tier=tier)
     if as_json:
         print_json([dict(memory_json(h.memory, h.score), similarity=round(h.similarity, 4))
                     for h in hits])
@@ -98,12 +102,13 @@ def list_(
     kind: Optional[str] = typer.Option(None, "--kind", "-k", help=KIND_HELP),
     tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Only memories with this tag."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="At most this many."),
-    all_: bool = typer.Option(False, "--all", help="Include memories no longer valid."),
+    tier: Optional[str] = typer.Option(None, "--tier", help=TIER_HELP),
+    all_: bool = typer.Option(False, "--all", help="Include memories no longer valid, and archived ones."),
     as_json: bool = JSON,
 ) -> None:
     """List memories, newest first."""
     eng = engine()
-    memories = eng.list(kind=kind, tag=tag, limit=limit, include_inactive=all_)
+    memories = eng.list(kind=kind, tag=tag, tier=tier, limit=limit, include_inactive=all_)
     print_memories(memories, None, as_json)
     _report_damage(eng)
 
@@ -122,9 +127,12 @@ def show(ref: str = typer.Argument(..., help="A memory id or unique prefix."),
 def _print_detail(memory: Memory) -> None:
     fields = [("id", memory.id), ("text", memory.text), ("kind", memory.kind),
               ("tags", ", ".join(memory.tags)), ("importance", memory.importance),
-              ("status", memory.status), ("created", memory.created_at),
+              ("status", memory.status), ("tier", memory.tier), ("created", memory.created_at),
               ("updated", memory.updated_at), ("occurred", memory.occurred_at),
-              ("source", memory.source + (f" ({memory.source_ref})" if memory.source_ref else ""))]
+              ("valid", f"{memory.valid_from or memory.created_at} .. {memory.valid_to or 'now'}"),
+              ("recalled", f"{memory.access_count} times, last {memory.last_access or 'never'}"),
+              ("source", memory.source + (f" ({memory.source_ref})" if memory.source_ref else "")),
+              ("derived from", ", ".join(i[:SHORT_ID] for i in memory.derived_from))]
     if stdout_is_terminal():
         print_table(None, ["field", "value"], [(k, v) for k, v in fields])
     else:

@@ -1,0 +1,230 @@
+"""The memory lifecycle: tiers, the keep-score, and planning a consolidation.
+
+Memories live in three tiers: ``working`` (the current session's context),
+``short`` (recent episodes and new facts) and ``long`` (consolidated facts,
+preferences, instructions). A memory's keep-score mixes its importance, how
+recently it was used or changed (exponential decay with a half-life) and how often
+it was recalled. Consolidation reads the memories and plans, as data, what to do:
+merge near-duplicates, summarise old episodes (only with a model), promote, demote,
+archive. The engine applies a plan all or nothing. This module decides; it never
+writes anything and never sees the store.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from memos_cli.memory import Memory
+from memos_cli.timeparse import from_iso
+
+LONG_TERM_KINDS = ("instruction", "preference")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The lifecycle's knobs; every one can be set under ``[lifecycle]`` in config.toml."""
+
+    half_life_days: float = 30.0
+    weight_importance: float = 0.5
+    weight_recency: float = 0.3
+    weight_use: float = 0.2
+    promote_uses: int = 3  # recalled this often -> long-term
+    promote_importance: float = 0.8  # or this important
+    demote_score: float = 0.25  # long-term below this, and older than demote_age_days -> short
+    demote_age_days: float = 90.0
+    archive_score: float = 0.2  # short-term below this, and older than archive_age_days -> archived
+    archive_age_days: float = 60.0
+    merge_similarity: float = 0.92  # cosine at or above: near-duplicates
+    episode_age_days: float = 14.0  # older episodes are summarised (with a model)
+    cap_working: int = 200
+    cap_short: int = 20000
+    cap_long: int = 5000
+    auto_after: int = 200  # consolidate by itself after this many new memories; 0 = never
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any]) -> "Rules":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(section) - known
+        if unknown:
+            from memos_cli.errors import UsageError
+
+            raise UsageError(f"unknown [lifecycle] setting(s): {', '.join(sorted(unknown))}")
+        types = {f: type(getattr(cls(), f)) for f in known}
+        return cls(**{k: types[k](v) for k, v in section.items()})
+
+    def cap(self, tier: str) -> int:
+        return {"working": self.cap_working, "short": self.cap_short, "long": self.cap_long}[tier]
+
+
+def initial_tier(kind: str) -> str:
+    """Where a new memory starts: what a person states as lasting goes long-term at once."""
+    return "long" if kind in LONG_TERM_KINDS else "short"
+
+
+def keep_score(memory: Memory, now: datetime, rules: Rules) -> float:
+    """0..1: how much a memory deserves to stay in its tier."""
+    last = from_iso(memory.last_access or memory.updated_at or memory.created_at)
+    age_days = max((now - last).total_seconds() / 86400.0, 0.0)
+    recency = 0.5 ** (age_days / rules.half_life_days)
+    use = 1.0 - math.exp(-memory.access_count / 3.0)
+    return (rules.weight_importance * memory.importance + rules.weight_recency * recency
+            + rules.weight_use * use)
+
+
+def age_days(memory: Memory, now: datetime) -> float:
+    return (now - from_iso(memory.created_at)).total_seconds() / 86400.0
+
+
+# --- plans -------------------------------------------------------------------------------
+
+
+@dataclass
+class Action:
+    """One step of a plan. ``kind``: merge, summarise, promote, demote, archive."""
+
+    kind: str
+    ids: list[str]  # the memories acted on (for merge: the ones merged away)
+    reason: str
+    into: str | None = None  # merge: the survivor
+    texts: list[str] = field(default_factory=list)  # summarise: the new facts
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"action": self.kind, "ids": self.ids, "reason": self.reason}
+        if self.into:
+            data["into"] = self.into
+        if self.texts:
+            data["texts"] = self.texts
+        return data
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # what could not be done, and why
+
+    def count(self, kind: str) -> int:
+        return sum(1 for a in self.actions if a.kind == kind)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"actions": [a.to_json() for a in self.actions], "skipped": self.skipped,
+                "summary": {k: self.count(k) for k in
+                            ("merge", "summarise", "promote", "demote", "archive")}}
+
+
+Summariser = Callable[[list[str]], list[str]]  # episode texts -> lasting facts
+
+
+def plan_consolidation(memories: Sequence[Memory], vectors: dict[str, np.ndarray],
+                       now: datetime, rules: Rules,
+                       summarise: Summariser | None = None) -> Plan:
+    """Decide what a consolidation would do, without doing it."""
+    plan = Plan()
+    active = [m for m in memories if m.status == "active"]
+    merged = _plan_merges(active, vectors, rules, plan)
+    remaining = [m for m in active if m.id not in merged]
+    summarised = _plan_summaries(remaining, now, rules, summarise, plan)
+    remaining = [m for m in remaining if m.id not in summarised]
+    _plan_tiers(remaining, now, rules, plan)
+    return plan
+
+
+def _plan_merges(active: list[Memory], vectors: dict[str, np.ndarray], rules: Rules,
+                 plan: Plan) -> set[str]:
+    """Group near-duplicates; the oldest of each group survives, the rest merge into it."""
+    usable = [m for m in active if m.id in vectors and m.kind != "episode"]
+    if len(usable) < 2:
+        return set()
+    matrix = np.vstack([vectors[m.id] for m in usable]).astype(np.float32)
+    parent = list(range(len(usable)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for start in range(0, len(usable), 1024):  # blockwise: memory stays bounded at 100k
+        block = matrix[start:start + 1024] @ matrix.T
+        for i, j in zip(*np.nonzero(block >= rules.merge_similarity)):
+            a, b = start + int(i), int(j)
+            if a < b:
+                parent[root(b)] = root(a)
+    groups: dict[int, list[Memory]] = {}
+    for n, memory in enumerate(usable):
+        groups.setdefault(root(n), []).append(memory)
+    gone: set[str] = set()
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda m: (m.created_at, m.id))
+        survivor, others = group[0], group[1:]
+        plan.actions.append(Action("merge", [m.id for m in others],
+                                   f"near-duplicates (cosine >= {rules.merge_similarity})",
+                                   into=survivor.id))
+        gone.update(m.id for m in others)
+    return gone
+
+
+def _plan_summaries(remaining: list[Memory], now: datetime, rules: Rules,
+                    summarise: Summariser | None, plan: Plan) -> set[str]:
+    """Old episodes, grouped by session, become lasting facts (only with a model)."""
+    old = [m for m in remaining if m.kind == "episode" and age_days(m, now) >= rules.episode_age_days]
+    if not old:
+        return set()
+    if summarise is None:
+        plan.skipped.append(f"summaries of {len(old)} old episode(s): no model configured")
+        return set()
+    sessions: dict[str, list[Memory]] = {}
+    for memory in old:
+        sessions.setdefault(memory.source_ref or memory.created_at[:10], []).append(memory)
+    done: set[str] = set()
+    for session, episodes in sorted(sessions.items()):
+        facts = [f.strip() for f in summarise([m.text for m in episodes]) if f.strip()]
+        if facts:
+            plan.actions.append(Action("summarise", [m.id for m in episodes],
+                                       f"episodes of {session} older than "
+                                       f"{rules.episode_age_days:g} days", texts=facts))
+            done.update(m.id for m in episodes)
+    return done
+
+
+def _plan_tiers(memories: list[Memory], now: datetime, rules: Rules, plan: Plan) -> None:
+    scored = {m.id: keep_score(m, now, rules) for m in memories}
+    moved: set[str] = set()
+    for m in memories:
+        score = scored[m.id]
+        if m.tier != "long" and (m.access_count >= rules.promote_uses
+                                 or m.importance >= rules.promote_importance):
+            why = (f"recalled {m.access_count} times" if m.access_count >= rules.promote_uses
+                   else f"importance {m.importance:g}")
+            plan.actions.append(Action("promote", [m.id], why))
+            moved.add(m.id)
+        elif (m.tier == "long" and score < rules.demote_score
+              and age_days(m, now) >= rules.demote_age_days and m.kind != "instruction"):
+            plan.actions.append(Action("demote", [m.id], f"keep-score {score:.2f}"))
+            moved.add(m.id)
+        elif (m.tier == "short" and score < rules.archive_score
+              and age_days(m, now) >= rules.archive_age_days and m.kind != "instruction"):
+            plan.actions.append(Action("archive", [m.id],
+                                       f"keep-score {score:.2f}, unused for "
+                                       f"{age_days(m, now):.0f} days"))
+            moved.add(m.id)
+    _plan_caps(memories, scored, moved, rules, plan)
+
+
+def _plan_caps(memories: list[Memory], scored: dict[str, float], moved: set[str],
+               rules: Rules, plan: Plan) -> None:
+    """Over a tier's cap, the lowest-scored step down: long -> short -> archived."""
+    for tier, step in (("long", "demote"), ("short", "archive"), ("working", "demote")):
+        members = sorted((m for m in memories if m.tier == tier and m.id not in moved),
+                         key=lambda m: scored[m.id])
+        excess = len(members) - rules.cap(tier)
+        for m in members[:max(excess, 0)]:
+            plan.actions.append(Action(step, [m.id], f"{tier}-term tier over its cap of "
+                                                     f"{rules.cap(tier)}"))
+            moved.add(m.id)
