@@ -122,6 +122,7 @@ class MemoryEngine:
             self._unlocked = self.keys.unlock()  # may prompt: done before taking the lock
         with store_lock(self.paths.lock_file):
             self._refresh_if_stale()
+            self._recover_consolidation()
             if self._unlocked is None:
                 if not self.keys.exists():
                     if not create:
@@ -188,18 +189,34 @@ class MemoryEngine:
                 "check": crypto.b64e(check), **embed}
 
     def _refresh_if_stale(self) -> None:
-        """Re-open Chroma if another process wrote since we last looked."""
+        """Notice writes by other engines or processes since we last looked.
+
+        Two caches can go stale: this engine's (codec, keyword index, collection
+        handle), and Chroma's own client, which is shared by the whole process.
+        """
         current = _read_text(self.paths.data_dir / "store.gen")
         if self._generation is not None and current != self._generation:
-            self.store.reset()
+            self.store.disconnect()
             self._codec = None
             self._keywords = None
+        shared = str(self.paths.chroma_dir)
+        if _SEEN_GENERATION.get(shared, current) != current:
+            self.store.reset()  # another process wrote through its own Chroma client
+        _SEEN_GENERATION[shared] = current
         self._generation = current
+
+    def _recover_consolidation(self) -> None:
+        if any(self.paths.data_dir.glob(".consolidation-*")):
+            from memos_cli import consolidation
+
+            consolidation.recover(self)
+            self._codec = None
+            self._bump_generation()  # other processes must re-read the restored files
 
     def _bump_generation(self) -> None:
         token = secrets.token_hex(8)
         write_atomic(self.paths.data_dir / "store.gen", token.encode())
-        self._generation = token
+        self._generation = _SEEN_GENERATION[str(self.paths.chroma_dir)] = token
 
     # --- crash safety: the write journal --------------------------------------------------
 
@@ -337,6 +354,9 @@ class MemoryEngine:
             index.add([_entry(m) for m in memories])
             self._save_keywords()
         self._audit(action, ids)
+        meta = self.store.meta()  # counts toward consolidating by itself (a number only)
+        meta["new_since_consolidation"] = int(meta.get("new_since_consolidation", 0)) + len(ids)
+        self.store.set_meta(meta)
 
     def _new_memory(self, item: NewMemory, now: str) -> Memory:
         text = item.text.strip()
@@ -425,20 +445,69 @@ class MemoryEngine:
         self._audit(_ACTIONS_BY_REASON.get(reason, "updated"), [memory.id])
         return memory
 
-    def forget(self, ids: Sequence[str]) -> int:
-        """Delete memories for good: no text, vector or old version stays on disk."""
+    def forget(self, ids: Sequence[str], *, cascade: bool = True) -> int:
+        """Delete memories for good: no text, vector or old version stays on disk.
+
+        Forgetting follows provenance: a memory consolidation made from a forgotten
+        one (a summary) is forgotten too (``cascade``); any other memory that holds
+        a forgotten one's text in its history (a merge) is rebuilt without it.
+        """
         with self._session(write=True) as codec:
             if codec is None:
                 return 0
             full = sorted({self._resolve(ref) for ref in ids})
+            doomed, rebuilt = self._provenance(codec, full, cascade)
             index = self._keyword_index()
-            self.store.scrub_delete(full, self._dim())
-            index.remove(full)
+            self._strip_sources(codec, rebuilt, set(doomed))
+            self.store.scrub_delete(doomed, self._dim())
+            index.remove(doomed)
             self._save_keywords()
             # The trail keeps that something was forgotten, and when; not which.
-            self.audit_log.strike(self._index_key(), full)
-            self._audit("forgotten", [], count=len(full))
-            return len(full)
+            self.audit_log.strike(self._index_key(), doomed)
+            self._audit("forgotten", [], count=len(doomed))
+            return len(doomed)
+
+    def forget_preview(self, ids: Sequence[str], *, cascade: bool = True
+                       ) -> tuple[list[Memory], list[Memory]]:
+        """(memories that forgetting ``ids`` deletes, memories it rebuilds), changing nothing."""
+        with self._session(write=False) as codec:
+            if codec is None:
+                return [], []
+            full = sorted({self._resolve(ref) for ref in ids})
+            doomed, rebuilt = self._provenance(codec, full, cascade)
+            opened = [m for _row, m in self._open_rows(codec, self.store.get(doomed))]
+            return opened, rebuilt
+
+    def prune(self) -> int:
+        """Delete archived memories for good (what they were summarised into stays)."""
+        archived = [m.id for m in self.list(include_inactive=True) if m.status == "archived"]
+        return self.forget(archived, cascade=False) if archived else 0
+
+    def _provenance(self, codec: RecordCodec, ids: list[str],
+                    cascade: bool) -> tuple[list[str], list[Memory]]:
+        """The ids to delete (``ids`` and, with ``cascade``, summaries made from them)
+        and the other memories that refer to any of them."""
+        children: dict[str, list[Memory]] = {}
+        for _row, memory in self._open_rows(codec, self.store.scan()):
+            for source in memory.derived_from:
+                children.setdefault(source, []).append(memory)
+        doomed, queue, touched = set(ids), list(ids), {}
+        while queue:
+            for child in children.get(queue.pop(), []):
+                if cascade and child.source == "consolidation" and child.id not in doomed:
+                    doomed.add(child.id)
+                    queue.append(child.id)
+                else:
+                    touched[child.id] = child
+        return sorted(doomed), [m for i, m in touched.items() if i not in doomed]
+
+    def _strip_sources(self, codec: RecordCodec, memories: list[Memory], gone: set[str]) -> None:
+        """Remove every trace of ``gone`` memories from ``memories`` (history, links)."""
+        for memory in memories:
+            memory.history = [v for v in memory.history if v.source_id not in gone]
+            memory.derived_from = [i for i in memory.derived_from if i not in gone]
+        if memories:
+            self.store.update([m.id for m in memories], [codec.seal(m) for m in memories])
 
     def forget_all(self) -> int:
         """Destroy the profile: every memory, the collection and the keys."""
@@ -756,8 +825,10 @@ class MemoryEngine:
 
 _ACTIONS_BY_REASON = {"update": "updated", "superseded": "superseded",
                       "invalidated": "invalidated", "merged": "merged", "archived": "archived",
-                      "promoted": "promoted", "demoted": "demoted"}
+                      "promoted": "promoted", "demoted": "demoted", "summarised": "summarised"}
 _EMBEDDERS: dict[tuple, Any] = {}
+# The store generation this process's Chroma client has seen, per Chroma folder.
+_SEEN_GENERATION: dict[str, str | None] = {}
 
 
 def _shared_embedder(paths: Paths) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 import sqlite3
 from dataclasses import dataclass
@@ -61,11 +62,19 @@ class ChromaStore:
         return self._client
 
     def reset(self) -> None:
-        """Drop in-process caches so the next call sees other processes' writes."""
-        if self._client is not None:
+        """Drop in-process caches so the next call sees other processes' writes.
+
+        Chroma caches one client per path for the whole process, so this also
+        closes clients other ``ChromaStore`` objects opened (they reconnect).
+        """
+        if "chromadb" in sys.modules:
             from chromadb.api.shared_system_client import SharedSystemClient
 
             SharedSystemClient.clear_system_cache()
+        self.disconnect()
+
+    def disconnect(self) -> None:
+        """Forget this object's client and collection; the next call reconnects."""
         self._client = self._collection = None
 
     @property
@@ -215,6 +224,27 @@ class ChromaStore:
         for entry in self.path.iterdir():
             if entry.is_dir() and _looks_like_segment(entry.name) and entry.name not in live:
                 shutil.rmtree(entry, ignore_errors=True)
+
+    def snapshot(self, dest: Path) -> None:
+        """Copy Chroma's files to ``dest``, closed and checkpointed so the copy is whole."""
+        self.reset()
+        self._checkpoint()
+        shutil.copytree(self.path, dest)
+
+    def restore(self, src: Path) -> None:
+        """Put back the files a ``snapshot`` copied."""
+        self.reset()
+        shutil.rmtree(self.path, ignore_errors=True)
+        shutil.copytree(src, self.path)
+
+    def _checkpoint(self) -> None:
+        db_path = self.path / "chroma.sqlite3"
+        if db_path.exists():
+            db = sqlite3.connect(db_path, timeout=30)
+            try:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.close()
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())

@@ -33,6 +33,7 @@ def hermetic(tmp_path, monkeypatch):
     monkeypatch.setenv("MEMOS_KEYRING", "0")  # never touch the real OS keyring
     monkeypatch.setenv("ANONYMIZED_TELEMETRY", "False")
     monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("MEMOS_NO_AUTO_CONSOLIDATE", "1")  # tests that want it turn it on
     _loopback_only(monkeypatch)
     from memos_cli.cli import app as app_module
 

@@ -74,12 +74,23 @@ def engine():
     from memos_cli.cli.output import err
     from memos_cli.engine import MemoryEngine
 
-    return MemoryEngine(STATE.profile, passphrase=prompt_passphrase, notice=err)
+    eng = MemoryEngine(STATE.profile, passphrase=prompt_passphrase, notice=err)
+    eng.cause = f"command: memos {_command_path()}"
+    return eng
+
+
+def _command_path() -> str:
+    """The running subcommand ("remember", "key rotate"), for the audit trail."""
+    from typer._click.globals import get_current_context  # Typer vendors click
+
+    context = get_current_context(silent=True)
+    return context.command_path.split(" ", 1)[-1] if context is not None else "?"
 
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to ``app``.
-    from memos_cli.cli import completion_cmds, key_cmds, memory_cmds, transfer_cmds  # noqa: F401
+    from memos_cli.cli import (completion_cmds, key_cmds, lifecycle_cmds,  # noqa: F401
+                               memory_cmds, transfer_cmds)
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from memos_cli.cli.app import app, engine
+from memos_cli.cli.lifecycle_cmds import maybe_consolidate_in_background
 from memos_cli.cli.output import (err, memory_json, print_json, print_memories, print_table,
                                   print_tsv, progress, stdin_is_terminal, stdout_is_terminal)
 from memos_cli.errors import IntegrityError, UsageError
@@ -61,7 +62,9 @@ def remember(
                        occurred_at=_when(at), source=source) for chunk in chunks]
     if not any(item.text.strip() for item in items):
         raise UsageError("nothing to remember: the text is empty")
-    results = engine().remember_many(items)
+    eng = engine()
+    results = eng.remember_many(items)
+    maybe_consolidate_in_background(eng)
     for result in results:
         if not result.created:
             err(f"already remembered as {result.memory.id[:SHORT_ID]}: nothing added")
@@ -180,6 +183,8 @@ def forget(
         raise UsageError("say what to forget: IDs, or one of --query, --tag, --before, --all")
     eng = engine()
     targets = _forget_targets(eng, refs, query, limit, tag, before, all_)
+    if targets and not all_:
+        targets = _with_derived(eng, targets)
     if dry_run:
         print_memories(targets, None, as_json, title="Would forget")
         err(f"dry run: {len(targets)} memory(ies) would be forgotten"
@@ -196,6 +201,18 @@ def forget(
         for memory in targets:
             print(memory.id)
     err(f"forgot {count} memory(ies)" + (" and destroyed the profile's keys" if all_ else ""))
+
+
+def _with_derived(eng, targets: list[Memory]) -> list[Memory]:
+    """Add what was made from the targets (summaries); say what will be rebuilt."""
+    doomed, rebuilt = eng.forget_preview([m.id for m in targets])
+    chosen = {m.id for m in targets}
+    derived = [m for m in doomed if m.id not in chosen]
+    for memory in derived:
+        err(f"also forgets {memory.id[:SHORT_ID]}, made from them: {memory.text!r}")
+    for memory in rebuilt:
+        err(f"rebuilds {memory.id[:SHORT_ID]} without their text")
+    return targets + derived
 
 
 def _forget_targets(eng, refs, query, limit, tag, before, all_) -> list[Memory]:

@@ -10,6 +10,7 @@ import typer
 
 from memos_cli.atomic import write_atomic
 from memos_cli.cli.app import app, engine
+from memos_cli.cli.lifecycle_cmds import maybe_consolidate_in_background
 from memos_cli.cli.output import err, print_json, progress
 from memos_cli.errors import BadInputError
 
@@ -44,8 +45,10 @@ def import_(
     from memos_cli.transfer import parse_import
 
     memories = parse_import(_read_source(source))
+    eng = engine()
     with progress("importing") as step:
-        result = engine().import_memories(memories, step)
+        result = eng.import_memories(memories, step)
+    maybe_consolidate_in_background(eng)
     if as_json:
         print_json({"added": result.added, "skipped": result.skipped})
     else:

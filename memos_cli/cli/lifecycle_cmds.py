@@ -1,0 +1,123 @@
+"""Lifecycle commands: consolidate (plan, then apply all or nothing) and audit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Optional
+
+import typer
+
+from memos_cli.cli.app import app, engine
+from memos_cli.cli.output import (err, print_json, print_table, print_tsv, progress,
+                                  stdin_is_terminal, stdout_is_terminal)
+from memos_cli.errors import UsageError
+from memos_cli.timeparse import parse_when
+
+
+@app.command()
+def consolidate(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking."),
+    prune: bool = typer.Option(False, "--prune", help="Also delete archived memories for good."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan (and result) as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", hidden=True, help="For the background run."),
+) -> None:
+    """Merge near-duplicates, summarise old episodes, promote, decay and archive."""
+    from memos_cli import consolidation
+
+    eng = engine()
+    eng.cause = ("consolidation (automatic, after new memories)" if quiet
+                 else f"consolidation ({eng.cause})")
+    plan = consolidation.plan(eng, summarise=_summariser(eng))
+    memories = {} if as_json else {m.id: m for m in eng.list(include_inactive=True)}
+    if as_json and (dry_run or not yes):
+        print_json(plan.to_json())
+    elif not quiet:
+        _print_plan(plan, memories)
+    if dry_run:
+        return
+    if plan.actions:
+        _confirm(len(plan.actions), yes)
+        with progress("consolidating") as step:
+            done = consolidation.apply(eng, plan, step)
+        if as_json and yes:
+            print_json({**plan.to_json(), "applied": done})
+        if not quiet:
+            err("applied: " + (", ".join(f"{n} {k}" for k, n in done.items()) or "nothing"))
+    elif not quiet:
+        err("nothing to consolidate")
+    if prune:
+        if not yes and not stdin_is_terminal():
+            raise UsageError("refusing to prune without --yes (not a terminal)")
+        count = eng.prune()
+        if not quiet:
+            err(f"pruned {count} archived memory(ies) for good")
+
+
+def _summariser(eng):
+    """A model that turns old episodes into lasting facts, if one is configured."""
+    try:
+        from memos_cli.llm import episode_summariser
+    except ImportError:
+        return None
+    return episode_summariser(eng.paths)
+
+
+def _print_plan(plan, memories) -> None:
+    from memos_cli.consolidation import describe
+
+    if not plan.actions:
+        err("the plan is empty: nothing to merge, summarise, promote, demote or archive")
+    for action in plan.actions:
+        for line in describe(action, memories):
+            print(line)
+    for note in plan.skipped:
+        err(f"skipped: {note}")
+
+
+def _confirm(count: int, yes: bool) -> None:
+    if yes:
+        return
+    if not stdin_is_terminal():
+        raise UsageError(f"refusing to apply {count} change(s) without --yes (not a terminal)")
+    if not typer.confirm(f"Apply these {count} change(s)?", default=False, err=True):
+        raise typer.Exit(1)
+
+
+def maybe_consolidate_in_background(eng) -> None:
+    """After writes: if enough new memories arrived, consolidate in a detached process
+    (so it never slows the command that triggered it). ``lifecycle.auto_after = 0`` stops it."""
+    from memos_cli import consolidation
+
+    if os.environ.get("MEMOS_NO_AUTO_CONSOLIDATE") == "1" or not consolidation.due(eng):
+        return
+    args = [sys.executable, "-m", "memos_cli"]
+    if eng.profile != "default":
+        args += ["--profile", eng.profile]
+    subprocess.Popen(args + ["consolidate", "--yes", "--quiet"], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
+
+
+@app.command()
+def audit(
+    since: Optional[str] = typer.Option(None, "--since", help="Only changes from then on."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Every change to the store: when, what, which memories, and why."""
+    eng = engine()
+    events = eng.audit(parse_when(since) if since else None)
+    if as_json:
+        print_json([{"at": e.at, "action": e.action, "ids": e.ids, "count": e.count,
+                     "cause": e.cause} for e in events])
+    else:
+        rows = [(e.at, e.action, e.count, ",".join(i[:8] for i in e.ids), e.cause)
+                for e in events]
+        if stdout_is_terminal():
+            print_table("memos audit", ["when", "what", "n", "ids", "cause"], rows)
+        else:
+            print_tsv(rows)
+    if eng.audit_log.unreadable:
+        err(f"warning: {eng.audit_log.unreadable} audit line(s) could not be read")

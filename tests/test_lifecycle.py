@@ -1,0 +1,292 @@
+"""The memory lifecycle on small, realistic stores: time, tiers, consolidation, provenance, audit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from conftest import all_bytes_under
+from memos_cli import consolidation
+from memos_cli.engine import NewMemory
+from memos_cli.transfer import export_text
+
+START = datetime(2026, 1, 10, 9, 0, tzinfo=timezone.utc)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    import memos_cli.engine as engine_module
+    import memos_cli.timeparse as timeparse_module
+
+    fake = Clock()
+    for module in (engine_module, consolidation, timeparse_module):
+        monkeypatch.setattr(module, "now_utc", fake)
+    return fake
+
+
+def _texts(hits):
+    return [h.memory.text for h in hits]
+
+
+def test_a_fact_that_changes_twice_keeps_every_version_in_time(engine_factory, clock):
+    eng = engine_factory()
+    first = eng.remember(NewMemory("I work at Acme as a designer", kind="fact")).memory
+    clock.advance(days=100)
+    _, second = eng.supersede(first.id, NewMemory("I work at Globex as a designer", kind="fact"))
+    clock.advance(days=100)
+    _, third = eng.supersede(second.id, NewMemory("I work at Initech as a designer", kind="fact"))
+    clock.advance(days=1)
+    assert _texts(eng.recall("where do I work", 5)) == ["I work at Initech as a designer"]
+    then = START + timedelta(days=150)
+    assert _texts(eng.recall("where do I work", 5, at=then)) == ["I work at Globex as a designer"]
+    assert _texts(eng.recall("where do I work", 5, at=START + timedelta(days=1))) == [
+        "I work at Acme as a designer"]
+    old = eng.show(second.id)
+    assert old.status == "invalid" and old.valid_to and old.history[-1].reason == "superseded"
+    assert eng.show(third.id).derived_from == [second.id]
+
+
+def test_two_near_duplicate_phrasings_merge_keeping_sources_and_history(engine_factory, clock):
+    eng = engine_factory()
+    a = eng.remember(NewMemory("my sister Ana lives in Lisbon", tags=["family"])).memory
+    clock.advance(hours=1)
+    b = eng.remember(NewMemory("my sister Ana lives in Lisbon now", tags=["ana"])).memory
+    eng.remember(NewMemory("buy coffee beans"))
+    plan = consolidation.plan(eng)
+    merges = [act for act in plan.actions if act.kind == "merge"]
+    assert [(m.into, m.ids) for m in merges] == [(a.id, [b.id])]
+    consolidation.apply(eng, plan)
+    survivor, merged = eng.show(a.id), eng.show(b.id)
+    assert merged.status == "archived"
+    assert survivor.derived_from == [b.id] and survivor.tags == ["family", "ana"]
+    assert [(v.text, v.source_id) for v in survivor.history] == [(b.text, b.id)]
+    assert _texts(eng.recall("where does my sister live", 5)).count(b.text) == 0
+
+
+def test_an_episode_yields_three_facts_with_a_model(engine_factory, clock):
+    eng = engine_factory()
+    episode = eng.remember(NewMemory(
+        "User: I adopted a cat called Miso, I'm learning the cello, and I moved to Porto.",
+        kind="episode", source="chat", source_ref="session-1")).memory
+    clock.advance(days=30)
+
+    def summarise(texts):
+        assert texts == [episode.text]
+        return ["The user has a cat called Miso.", "The user is learning the cello.",
+                "The user lives in Porto."]
+
+    plan = consolidation.plan(eng, summarise=summarise)
+    assert plan.count("summarise") == 1
+    consolidation.apply(eng, plan)
+    facts = [m for m in eng.list() if m.source == "consolidation"]
+    assert sorted(m.text for m in facts) == sorted(summarise([episode.text]))
+    assert all(m.tier == "long" and m.derived_from == [episode.id] for m in facts)
+    assert eng.show(episode.id).status == "archived"
+
+
+def test_without_a_model_summaries_are_skipped_and_said_so(engine_factory, clock):
+    eng = engine_factory()
+    eng.remember(NewMemory("User: long chat about gardening", kind="episode"))
+    clock.advance(days=30)
+    plan = consolidation.plan(eng)
+    assert plan.count("summarise") == 0
+    assert any("no model" in note for note in plan.skipped)
+
+
+def test_unused_for_months_is_archived_and_often_used_is_promoted(engine_factory, clock):
+    eng = engine_factory()
+    stale = eng.remember(NewMemory("parking spot 42 at the old office", importance=0.1)).memory
+    used = eng.remember(NewMemory("the gate code is 1234")).memory
+    for _ in range(3):
+        eng.recall("gate code", 1)
+    clock.advance(days=120)
+    eng.recall("gate code", 1)
+    plan = consolidation.plan(eng)
+    kinds = {a.kind: a.ids for a in plan.actions}
+    assert kinds["archive"] == [stale.id] and kinds["promote"] == [used.id]
+    consolidation.apply(eng, plan)
+    assert eng.show(used.id).tier == "long"
+    assert [m.id for m in eng.list(tier="long")] == [used.id]
+    assert stale.id not in [m.id for m in eng.list()]  # archived: out of list and recall
+    assert eng.prune() == 1
+    assert stale.id not in [m.id for m in eng.list(include_inactive=True)]
+
+
+def test_tier_caps_come_from_the_config(engine_factory, clock, home):
+    (home / "config").mkdir(parents=True, exist_ok=True)
+    (home / "config" / "config.toml").write_text("version = 1\n[lifecycle]\ncap_long = 1\n")
+    eng = engine_factory()
+    eng.remember(NewMemory("always answer in British English", kind="instruction", importance=0.9))
+    eng.remember(NewMemory("I prefer short answers", kind="preference", importance=0.3))
+    plan = consolidation.plan(eng)
+    assert [(a.kind, eng.show(a.ids[0]).text) for a in plan.actions] == [
+        ("demote", "I prefer short answers")]
+
+
+def test_forgetting_a_source_forgets_the_summary_made_from_it(engine_factory, clock, home):
+    eng = engine_factory()
+    secret = "my safe combination is 31-07-99"
+    source = eng.remember(NewMemory(f"User: {secret}", kind="episode", source_ref="s1")).memory
+    eng.remember(NewMemory("User: the weather was nice", kind="episode", source_ref="s2"))
+    clock.advance(days=30)
+    consolidation.apply(eng, consolidation.plan(eng, summarise=lambda texts: [
+        f"The user said: {t.split(': ', 1)[1]}" for t in texts]))
+    assert any(secret in m.text for m in eng.list())
+    doomed, _ = eng.forget_preview([source.id])
+    assert len(doomed) == 2  # the episode and the summary made from it
+    eng.forget([source.id])
+    assert not any(secret in h.memory.text for h in eng.recall("safe combination", 10))
+    assert secret not in export_text(eng.all_memories(), "jsonl")
+    assert [p for p, data in all_bytes_under(home) if secret.encode() in data] == []
+    assert "weather" in export_text(eng.all_memories(), "jsonl")
+
+
+def test_forgetting_a_merged_memory_rebuilds_the_survivor(engine_factory, clock):
+    eng = engine_factory()
+    a = eng.remember(NewMemory("my gym locker is number 12")).memory
+    clock.advance(minutes=5)  # the older one survives a merge
+    b = eng.remember(NewMemory("my gym locker is number 12 downstairs")).memory
+    consolidation.apply(eng, consolidation.plan(eng))
+    assert eng.show(a.id).history
+    eng.forget([b.id])
+    survivor = eng.show(a.id)
+    assert survivor.history == [] and survivor.derived_from == []
+
+
+def test_audit_trail_records_changes_and_forgets_what_was_forgotten(engine_factory, clock, home):
+    eng = engine_factory()
+    eng.cause = "command: memos remember"
+    kept = eng.remember(NewMemory("kept memory")).memory
+    gone = eng.remember(NewMemory("the diary is under the mattress")).memory
+    eng.update(kept.id, "kept memory, edited")
+    eng.forget([gone.id])
+    events = eng.audit()
+    assert [e.action for e in events] == ["remembered", "remembered", "updated", "forgotten"]
+    assert events[0].cause == "command: memos remember"
+    assert all(gone.id not in e.ids for e in events)
+    assert events[-1].ids == [] and events[-1].count == 1
+    raw = (home / "data" / "default.audit").read_bytes()
+    assert b"remembered" not in raw and gone.id.encode() not in raw and b"diary" not in raw
+    assert eng.audit(since=START + timedelta(days=1)) == []
+
+
+def test_time_words_in_a_query_favour_that_time(engine_factory, clock):
+    eng = engine_factory()
+    eng.remember(NewMemory("dinner with Sam at the Thai place", kind="event",
+                           occurred_at=START - timedelta(days=60)))
+    eng.remember(NewMemory("dinner with Sam at the pizza place", kind="event",
+                           occurred_at=START - timedelta(days=8)))
+    clock.advance(hours=1)
+    top = eng.recall("dinner with Sam last week", 2)[0].memory
+    assert top.text == "dinner with Sam at the pizza place"
+    top = eng.recall("dinner with Sam in November", 2)[0].memory
+    assert top.text == "dinner with Sam at the Thai place"
+
+
+def test_interrupted_apply_rolls_back_everything(engine_factory, clock, monkeypatch):
+    eng = engine_factory()
+    eng.remember(NewMemory("my gym locker is number 12"))
+    eng.remember(NewMemory("my gym locker is number 12 downstairs"))
+    eng.remember(NewMemory("very important thing", importance=0.95))
+    before = export_text(eng.all_memories(), "jsonl")
+    calls = []
+    real = consolidation._apply_one
+
+    def ctrl_c_on_second(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(consolidation, "_apply_one", ctrl_c_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        consolidation.apply(eng, consolidation.plan(eng))
+    assert export_text(engine_factory().all_memories(), "jsonl") == before
+
+
+CRASH_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from conftest import HashEmbedder
+from memos_cli import consolidation
+from memos_cli.engine import MemoryEngine
+eng = MemoryEngine(embedder=HashEmbedder())
+plan = consolidation.plan(eng)
+print(plan.to_json())
+consolidation.apply(eng, plan)
+"""
+
+
+@pytest.mark.parametrize("point", ["consolidate:snapshot-taken", "consolidate:mid-apply",
+                                   "consolidate:before-commit", "none"])
+def test_killed_during_consolidate_the_store_is_before_or_after(engine_factory, point, tmp_path):
+    from pathlib import Path
+
+    eng = engine_factory()
+    eng.remember_many([NewMemory("my gym locker is number 12"),
+                       NewMemory("my gym locker is number 12 downstairs"),
+                       NewMemory("very important thing", importance=0.95),
+                       NewMemory("water the plants")])
+    before = export_text(eng.all_memories(), "jsonl")
+    tests = str(Path(__file__).parent)
+    env = {**__import__("os").environ, consolidation.FAILPOINT_ENV: point}
+    done = subprocess.run([sys.executable, "-c", CRASH_SCRIPT.format(tests=tests)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == (0 if point == "none" else 97), done.stderr
+    reopened = engine_factory()
+    after = export_text(reopened.all_memories(), "jsonl")
+    if point == "none":
+        assert after != before, reopened.notices
+        assert sum(m.status == "archived" for m in reopened.list(
+            include_inactive=True)) == 1
+    else:
+        assert after == before
+        assert any("rolled back" in n for n in reopened.notices) or point == "none"
+    assert not list(reopened.paths.data_dir.glob(".consolidation-*"))
+
+
+def test_consolidate_cli_dry_run_json_and_yes(cli, clock):
+    cli("remember", "I live in Leeds")
+    cli("remember", "I live in Leeds, UK")
+    dry = cli("consolidate", "--dry-run")
+    assert dry.code == 0 and dry.out.startswith("merge into")
+    plan = json.loads(cli("consolidate", "--dry-run", "--json").out)
+    assert plan["summary"]["merge"] == 1
+    refused = cli("consolidate")
+    assert refused.code == 2 and "--yes" in refused.err
+    assert cli("consolidate", "--yes").code == 0
+    assert len(cli("list").out.splitlines()) == 1
+    audit = cli("audit", "--json")
+    assert {e["action"] for e in json.loads(audit.out)} >= {"remembered", "merged"}
+
+
+def test_consolidates_by_itself_after_enough_new_memories(cli, home, monkeypatch):
+    import time
+
+    monkeypatch.delenv("MEMOS_NO_AUTO_CONSOLIDATE")
+    (home / "config").mkdir(parents=True, exist_ok=True)
+    (home / "config" / "config.toml").write_text("version = 1\n[lifecycle]\nauto_after = 3\n")
+    for text in ("I live in Leeds", "I live in Leeds, UK", "tea"):
+        assert cli("remember", text).code == 0
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        events = json.loads(cli("audit", "--json").out)
+        if any(e["action"] == "merged" for e in events):
+            break
+        time.sleep(0.5)
+    assert any(e["cause"] == "consolidation (automatic, after new memories)" for e in events)
