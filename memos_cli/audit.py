@@ -3,7 +3,7 @@
 One event per line, each line sealed (AES-256-GCM, key derived from the data key),
 appended with fsync, so the trail is as private as the memories. Events hold ids
 and actions, never memory text. When memories are forgotten the trail records only
-that something was forgotten and when: their ids are struck from every earlier event.
+that something was forgotten and when: their ids are removed from every earlier event.
 A line that does not open (a crash mid-append, damage) is counted, not fatal.
 """
 
@@ -23,7 +23,6 @@ AUDIT_VERSION = 1
 ACTIONS = ("remembered", "imported", "updated", "superseded", "invalidated", "merged",
            "summarised", "archived", "promoted", "demoted", "forgotten", "key changed",
            "reindexed", "restored")
-FORGOTTEN_ID = "(forgotten)"
 
 
 @dataclass
@@ -72,13 +71,13 @@ class AuditLog:
         return events
 
     def strike(self, key: bytes, ids: Iterable[str]) -> None:
-        """Replace the given ids with a placeholder in every event (after forgetting)."""
+        """Remove the given ids from every event (after forgetting); counts stay."""
         gone = set(ids)
         events = self.read(key)
         if not any(gone & set(e.ids) for e in events):
             return
         for event in events:
-            event.ids = [FORGOTTEN_ID if i in gone else i for i in event.ids]
+            event.ids = [i for i in event.ids if i not in gone]
         self.rewrite(key, events)
 
     def rewrite(self, key: bytes, events: Iterable[Event]) -> None:

@@ -20,6 +20,7 @@ MASKS = [
     (re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"), "<time>"),
     (re.compile(r"^## [0-9a-f]{8} · (\w+) · \d{4}-\d{2}-\d{2}$"), r"## <id> · \1 · <date>"),
     (re.compile(r"^-?\d\.\d{4}\t"), "<score>\t"),
+    (re.compile(r"\b[0-9a-f]{8}\b"), "<id8>"),  # short ids (audit)
     (re.compile(r"^(bytes_on_disk|data_dir)\t.*$"), r"\1\t<varies>"),
 ]
 
