@@ -1,17 +1,19 @@
 """User settings: the TOML config file, overridden by environment variables.
 
 The config file holds no secrets and no memory text: API keys come from the
-environment (or, later, the encrypted key store). The file carries a version;
-a newer one is refused.
+environment or the encrypted vault (``vault.py``). The file carries a version; a
+newer one is refused. ``set_value``/``unset_value`` edit it atomically.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from memos_cli.atomic import write_atomic
 from memos_cli.errors import UsageError, VersionError
 from memos_cli.paths import Paths
 
@@ -53,3 +55,124 @@ def embedding_settings(paths: Paths, env: Mapping[str, str] | None = None) -> Em
         api_key=env.get("MEMOS_EMBED_API_KEY") or env.get("OPENAI_API_KEY"),
         timeout=float(section.get("timeout", 30.0)),
     )
+
+
+# --- the chat model ----------------------------------------------------------------------
+
+PRESETS = {
+    "openai": "https://api.openai.com/v1",
+    "ollama": "http://localhost:11434/v1",
+    "lmstudio": "http://localhost:1234/v1",
+    "vllm": "http://localhost:8000/v1",
+    "llamacpp": "http://localhost:8080/v1",
+}
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    base_url: str | None
+    model: str
+    api_key: str | None = None
+    timeout: float = 60.0
+    temperature: float = 0.3
+
+
+def llm_settings(paths: Paths, flags: Mapping[str, Any] | None = None,
+                 env: Mapping[str, str] | None = None,
+                 stored_key: str | None = None) -> LlmSettings | None:
+    """The chat model to use, or None when none is configured.
+
+    Precedence: flags, then environment (MEMOS_LLM_*, OPENAI_API_KEY), then the
+    config file's [llm] section, then defaults. A preset names a local server's
+    usual address. ``stored_key`` is the API key kept in the encrypted vault.
+    """
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    section = read_config(paths).get("llm", {})
+
+    def pick(name: str, env_name: str | None = None) -> Any:
+        return flags.get(name) or (env.get(env_name) if env_name else None) or section.get(name)
+
+    preset = pick("preset", "MEMOS_LLM_PRESET")
+    if preset is not None and preset not in PRESETS:
+        raise UsageError(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
+    base_url = pick("base_url", "MEMOS_LLM_BASE_URL") or (PRESETS[preset] if preset else None)
+    model = pick("model", "MEMOS_LLM_MODEL")
+    api_key = (flags.get("api_key") or env.get("MEMOS_LLM_API_KEY") or stored_key
+               or env.get("OPENAI_API_KEY"))
+    if not model:
+        if base_url or preset:
+            raise UsageError("a model server is configured but no model: "
+                             "memos config set llm.model NAME (see 'memos models')")
+        return None
+    return LlmSettings(base_url=base_url, model=str(model), api_key=api_key,
+                       timeout=float(pick("timeout", "MEMOS_LLM_TIMEOUT") or 60.0),
+                       temperature=float(pick("temperature") or 0.3))
+
+
+# --- editing the file ------------------------------------------------------------------------
+
+SETTABLE = {
+    "llm": {"preset": str, "base_url": str, "model": str, "timeout": float, "temperature": float},
+    "embedding": {"model": str, "base_url": str, "timeout": float},
+}
+SECRET_KEYS = {"llm.api_key", "embedding.api_key"}  # kept in the vault, never in the file
+
+
+def _lifecycle_types() -> dict[str, type]:
+    from memos_cli.lifecycle import Rules
+
+    defaults = Rules()
+    return {name: type(getattr(defaults, name)) for name in Rules.__dataclass_fields__}
+
+
+def set_value(paths: Paths, dotted: str, raw: str) -> None:
+    """Set ``section.key`` in config.toml (typed, validated, written atomically)."""
+    section, key, kind = _settable(dotted)
+    try:
+        value = kind(raw) if kind is not bool else raw.lower() in ("1", "true", "yes", "on")
+    except ValueError:
+        raise UsageError(f"{dotted} needs a {kind.__name__}, not {raw!r}") from None
+    if dotted == "llm.preset" and value not in PRESETS:
+        raise UsageError(f"unknown preset {value!r}: use one of {', '.join(PRESETS)}")
+    doc = read_config(paths)
+    doc.setdefault(section, {})[key] = value
+    write_config(paths, doc)
+
+
+def unset_value(paths: Paths, dotted: str) -> bool:
+    section, key, _kind = _settable(dotted)
+    doc = read_config(paths)
+    removed = doc.get(section, {}).pop(key, None) is not None
+    if not doc.get(section, True):
+        doc.pop(section)
+    write_config(paths, doc)
+    return removed
+
+
+def _settable(dotted: str) -> tuple[str, str, type]:
+    section, _, key = dotted.partition(".")
+    table = dict(SETTABLE, lifecycle=_lifecycle_types()).get(section, {})
+    if key not in table:
+        known = sorted(f"{s}.{k}" for s, t in dict(SETTABLE, lifecycle=_lifecycle_types()).items()
+                       for k in t)
+        raise UsageError(f"unknown setting {dotted!r}; settable: {', '.join(known)}, "
+                         f"and the secrets {', '.join(sorted(SECRET_KEYS))}")
+    return section, key, table[key]
+
+
+def write_config(paths: Paths, doc: dict[str, Any]) -> None:
+    lines = [f"version = {CONFIG_VERSION}"]
+    for section, table in doc.items():
+        if section == "version" or not isinstance(table, dict):
+            continue
+        lines += ["", f"[{section}]"] + [f"{k} = {_toml(v)}" for k, v in table.items()]
+    write_atomic(paths.config_file, ("\n".join(lines) + "\n").encode(), mode=0o600)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string

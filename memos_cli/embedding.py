@@ -149,29 +149,15 @@ class OpenAIEmbedder:
         return vectors
 
     def _request(self, batch: list[str]) -> np.ndarray:
-        import openai
+        from memos_cli.openai_compat import make_client, translated_errors
 
         if self._client is None:
-            self._client = openai.OpenAI(base_url=self._base_url,
-                                         api_key=self._api_key or "not-needed",
-                                         timeout=self._timeout, max_retries=2)
-        try:
+            self._client = make_client(self._base_url, self._api_key, self._timeout)
+        with translated_errors("embeddings", self.model, self._base_url, self._timeout):
             reply = self._client.embeddings.create(model=self.model, input=batch)
-        except openai.AuthenticationError:
-            raise ModelError(f"the embeddings endpoint rejected the API key ({self.model_id})") from None
-        except openai.NotFoundError:
-            raise ModelError(f"the embeddings endpoint does not know {self.model!r}") from None
-        except openai.RateLimitError:
-            raise ModelError("the embeddings endpoint is rate-limiting us; try again later") from None
-        except openai.APITimeoutError:
-            raise ModelError(f"the embeddings endpoint timed out after {self._timeout:g}s") from None
-        except openai.APIConnectionError:
-            raise ModelError(f"cannot reach the embeddings endpoint at {self._base_url}") from None
-        except openai.APIStatusError as exc:
-            raise ModelError(f"the embeddings endpoint failed (HTTP {exc.status_code})") from None
         items = sorted(reply.data, key=lambda item: item.index)
         if len(items) != len(batch):
-            raise ModelError("the embeddings endpoint returned the wrong number of vectors")
+            raise ModelError("the embeddings server returned the wrong number of vectors")
         return np.asarray([item.embedding for item in items], dtype=np.float32)
 
 

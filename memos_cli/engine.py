@@ -32,6 +32,7 @@ from memos_cli.memory import TIERS, Memory, Version, check_kind, new_id, normali
 from memos_cli.paths import Paths, resolve_paths, resolve_profile
 from memos_cli.records import RecordCodec
 from memos_cli.store import ChromaStore
+from memos_cli.vault import Vault
 from memos_cli.timeparse import from_iso, now_utc, query_period, to_iso
 
 STORE_FORMAT = 1
@@ -281,6 +282,28 @@ class MemoryEngine:
     @property
     def _index_context(self) -> str:
         return f"keywords/{self.profile}"
+
+    # --- secrets (API keys) -----------------------------------------------------------------
+
+    def secret(self, name: str) -> str | None:
+        """A secret from the profile's vault (None if unset or no profile yet)."""
+        if not self.keys.exists():
+            return None
+        if self._unlocked is None:
+            self._unlocked = self.keys.unlock()
+        return Vault(self.paths.vault_file(self.profile), self.profile).read(
+            self._index_key()).get(name)
+
+    def set_secret(self, name: str, value: str | None) -> None:
+        """Store (or with None, remove) a secret in the vault, sealed."""
+        with self._session(write=True):
+            vault = Vault(self.paths.vault_file(self.profile), self.profile)
+            secrets_ = vault.read(self._index_key())
+            if value is None:
+                secrets_.pop(name, None)
+            else:
+                secrets_[name] = value
+            vault.write(self._index_key(), secrets_)
 
     # --- the audit trail ---------------------------------------------------------------------
 
@@ -819,6 +842,7 @@ class MemoryEngine:
         self.paths.keyword_file(self.profile).unlink(missing_ok=True)
         self._keywords = None
         self.audit_log.rewrite(self._unlocked.current.key, self.audit_log.read(old.key))
+        Vault(self.paths.vault_file(self.profile), self.profile).rekey(old.key, new.key)
         self._audit("key changed", [], count=count)
         return count
 

@@ -279,7 +279,8 @@ class KeyStore:
                     self._keyring_delete()
             except WrongKeyError:
                 pass
-        for path in (self.file, self.paths.secret_file(self.profile)):
+        for path in (self.file, self.paths.secret_file(self.profile),
+                     self.paths.vault_file(self.profile)):
             _shred(path)
 
 

@@ -50,6 +50,9 @@ class Paths:
     def secret_file(self, profile: str) -> Path:
         return self.keys_dir / f"{profile}.secret"
 
+    def vault_file(self, profile: str) -> Path:
+        return self.keys_dir / f"{profile}.vault"
+
     def journal_file(self, profile: str) -> Path:
         return self.data_dir / f"{profile}.journal"
 

@@ -89,8 +89,8 @@ def _command_path() -> str:
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to ``app``.
-    from memos_cli.cli import (completion_cmds, key_cmds, lifecycle_cmds,  # noqa: F401
-                               memory_cmds, transfer_cmds)
+    from memos_cli.cli import (chat_cmds, completion_cmds, key_cmds,  # noqa: F401
+                               lifecycle_cmds, memory_cmds, transfer_cmds)
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -1,0 +1,320 @@
+"""Chat commands: chat (a REPL), ask (one question, for scripts), models, config."""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterator, Optional
+
+import typer
+
+from memos_cli.cli.app import app, engine
+from memos_cli.cli.output import (err, print_json, print_table, print_tsv, stdin_is_terminal,
+                                  stdout_is_terminal)
+from memos_cli.errors import ModelError, UsageError
+
+HELP = """/recall Q   search your memories       /remember TEXT  store a memory
+/forget ID  forget a memory for good    /memories      what informed the last answer
+/new        start a new session         /help          this text
+/exit       leave (or Ctrl-D)           Esc Enter      a new line in your message"""
+
+MODEL_FLAGS = {
+    "model": typer.Option(None, "--model", "-m", help="Model name (overrides the config)."),
+    "base_url": typer.Option(None, "--base-url", help="OpenAI-compatible server URL."),
+    "preset": typer.Option(None, "--preset", help="ollama, lmstudio, vllm, llamacpp or openai."),
+}
+
+
+def _model(eng, offline: bool, model: Optional[str], base_url: Optional[str],
+           preset: Optional[str]):
+    """The configured chat model, or None (said once on stderr) when there is none."""
+    if offline:
+        err("offline: no model is used; memos stores what you state and answers from memory")
+        return None
+    from memos_cli.llm import chat_model
+
+    chosen = chat_model(eng.paths, {"model": model, "base_url": base_url, "preset": preset},
+                        stored_key=eng.secret("llm.api_key"))
+    if chosen is None:
+        err("no model is configured (memos config set llm.model NAME): memos stores what "
+            "you state and answers from memory, labelled as recalled")
+    return chosen
+
+
+@app.command()
+def chat(
+    continue_: bool = typer.Option(False, "--continue", "-c", help="Continue the last session."),
+    no_learn: bool = typer.Option(False, "--no-learn", help="Write nothing (incognito)."),
+    no_memory: bool = typer.Option(False, "--no-memory", help="Read no memories."),
+    offline: bool = typer.Option(False, "--offline", help="Do not use a model."),
+    model: Optional[str] = MODEL_FLAGS["model"],
+    base_url: Optional[str] = MODEL_FLAGS["base_url"],
+    preset: Optional[str] = MODEL_FLAGS["preset"],
+) -> None:
+    """Chat with a model that remembers you (slash commands: /help)."""
+    from memos_cli.chat import ChatSession, last_session
+
+    eng = engine()
+    session = ChatSession(eng, _model(eng, offline, model, base_url, preset),
+                          learn=not no_learn, use_memory=not no_memory)
+    if continue_:
+        session.session_id, session.history = _continued(last_session(eng), session.session_id)
+    read = _terminal_lines() if stdin_is_terminal() else _piped_lines()
+    try:
+        for line in read:
+            if not line.strip():
+                continue
+            if line.startswith("/"):
+                if not _slash(session, line.strip()):
+                    break
+                continue
+            _answer(session, line)
+    finally:
+        session.wait_for_learning()
+        _report_learning(session)
+
+
+def _continued(found, fresh_id: str):
+    session_id, turns = found
+    if session_id is None:
+        err("no earlier session to continue: starting a new one")
+        return fresh_id, []
+    err(f"continuing session {session_id} ({len(turns) // 2} exchanges)")
+    return session_id, turns
+
+
+def _answer(session, text: str, stdin_text: str | None = None) -> None:
+    try:
+        _render(session.respond(text, stdin_text))
+    except KeyboardInterrupt:
+        session.stop()
+        err("\n[stopped]")
+        return
+    session.after_answer(text, stdin_text)
+    _report_learning(session)
+
+
+def _render(chunks: Iterator[str]) -> None:
+    """Stream to stdout: markdown on a terminal, plain text when piped."""
+    if not stdout_is_terminal():
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return
+    from rich.console import Console
+    from rich.live import Live
+    from rich.markdown import Markdown
+
+    text = ""
+    with Live(Markdown(""), console=Console(), refresh_per_second=12, transient=False) as live:
+        for chunk in chunks:
+            text += chunk
+            live.update(Markdown(text))
+
+
+def _report_learning(session) -> None:
+    while session.learned:
+        changes = session.learned.pop(0)
+        for note in changes.notes:
+            err(note)
+        if changes.ids:
+            err(f"(learned: {len(changes.added)} new, {len(changes.updated)} updated, "
+                f"{len(changes.retired)} no longer valid)")
+
+
+def _slash(session, line: str) -> bool:
+    """Run a slash command; False means leave."""
+    command, _, arg = line.partition(" ")
+    arg = arg.strip()
+    eng = session.engine
+    if command in ("/exit", "/quit"):
+        return False
+    if command == "/help":
+        print(HELP)
+    elif command == "/new":
+        session.wait_for_learning()
+        _report_learning(session)
+        session.__init__(eng, session.model, learn=session.learn, use_memory=session.use_memory)
+        err(f"new session {session.session_id}")
+    elif command == "/memories":
+        for m in session.last.memories_used:
+            print(f"{m.id[:8]}  {m.created_at[:10]}  {m.text}")
+    elif command == "/recall" and arg:
+        with session.lock:
+            hits = eng.recall(arg, 5, record_access=session.learn)
+        for h in hits:
+            print(f"{h.memory.id[:8]}  {h.score:.2f}  {h.memory.text}")
+    elif command == "/remember" and arg:
+        _slash_remember(session, arg)
+    elif command == "/forget" and arg:
+        with session.lock:
+            count = eng.forget([arg])
+        err(f"forgot {count} memory(ies)")
+    else:
+        err(f"unknown or incomplete command {line!r}: /help lists them")
+    return True
+
+
+def _slash_remember(session, text: str) -> None:
+    from memos_cli.engine import NewMemory
+
+    if not session.learn:
+        err("--no-learn is on: nothing stored")
+        return
+    with session.lock:
+        result = session.engine.remember(NewMemory(text, source="chat",
+                                                   source_ref=session.session_id))
+    err(("remembered " if result.created else "already remembered ") + result.memory.id[:8])
+
+
+def _piped_lines() -> Iterator[str]:
+    """Messages from a pipe: one per line; a line ending in a backslash continues."""
+    pending = ""
+    for raw in sys.stdin:
+        line = raw.rstrip("\n")
+        if line.endswith("\\"):
+            pending += line[:-1] + "\n"
+            continue
+        yield pending + line
+        pending = ""
+    if pending:
+        yield pending
+
+
+def _terminal_lines() -> Iterator[str]:
+    """Messages typed at a prompt with line editing; history stays in memory only
+    (a history file would keep what you typed on disk in plaintext)."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import InMemoryHistory
+    from prompt_toolkit.key_binding import KeyBindings
+
+    keys = KeyBindings()
+
+    @keys.add("escape", "enter")
+    def _newline(event):
+        event.current_buffer.insert_text("\n")
+
+    @keys.add("enter")
+    def _submit(event):
+        event.current_buffer.validate_and_handle()
+
+    prompt = PromptSession(history=InMemoryHistory(), multiline=True, key_bindings=keys)
+    err("memos chat: /help for commands, Ctrl-D to leave")
+    while True:
+        try:
+            yield prompt.prompt("you> ")
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the prompt clears the line
+        except EOFError:
+            return
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question; piped stdin is added to it."),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer when complete."),
+    as_json: bool = typer.Option(False, "--json",
+                                 help="Print {answer, memories_used, memories_changed}."),
+    no_learn: bool = typer.Option(False, "--no-learn", help="Write nothing (incognito)."),
+    no_memory: bool = typer.Option(False, "--no-memory", help="Read no memories."),
+    offline: bool = typer.Option(False, "--offline", help="Do not use a model."),
+    model: Optional[str] = MODEL_FLAGS["model"],
+    base_url: Optional[str] = MODEL_FLAGS["base_url"],
+    preset: Optional[str] = MODEL_FLAGS["preset"],
+) -> None:
+    """Ask one question, for scripts: git diff | memos ask "review this"."""
+    from memos_cli.chat import ChatSession
+
+    eng = engine()
+    stdin_text = None if stdin_is_terminal() else (sys.stdin.read() or None)
+    session = ChatSession(eng, _model(eng, offline, model, base_url, preset),
+                          learn=not no_learn, use_memory=not no_memory)
+    chunks = session.respond(question, stdin_text)
+    if as_json or no_stream:
+        answer = "".join(chunks)
+    else:
+        _render(chunks)
+        answer = session.last.text
+    session.after_answer(question, stdin_text, background=False)
+    changed = [c for changes in session.learned for c in changes.ids]
+    _report_learning(session)
+    if as_json:
+        print_json({"answer": answer,
+                    "memories_used": [{"id": m.id, "text": m.text} for m in session.last.memories_used],
+                    "memories_changed": changed})
+    elif no_stream:
+        print(answer)
+
+
+@app.command()
+def models(
+    model: Optional[str] = MODEL_FLAGS["model"],
+    base_url: Optional[str] = MODEL_FLAGS["base_url"],
+    preset: Optional[str] = MODEL_FLAGS["preset"],
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the models the configured server offers."""
+    from memos_cli.config import llm_settings
+    from memos_cli.llm import OpenAIChat
+
+    eng = engine()
+    # Listing needs a server, not a model: a placeholder name satisfies the settings.
+    flags = {"model": model or "(listing)", "base_url": base_url, "preset": preset}
+    settings = llm_settings(eng.paths, flags, stored_key=eng.secret("llm.api_key"))
+    if settings is None or (settings.base_url is None and not settings.api_key):
+        raise ModelError("no model server is configured: memos config set llm.preset ollama "
+                         "(or llm.base_url URL, or an OpenAI API key)")
+    names = OpenAIChat(settings).models()
+    if as_json:
+        print_json(names)
+    else:
+        print("\n".join(names))
+
+
+config_app = typer.Typer(help="Show and change settings (config.toml; secrets go to the vault).",
+                         no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The settings in config.toml, and which secrets are set (never their values)."""
+    from memos_cli.config import SECRET_KEYS, read_config
+
+    eng = engine()
+    rows = [(f"{section}.{key}", value) for section, table in read_config(eng.paths).items()
+            if isinstance(table, dict) for key, value in table.items()]
+    rows += [(name, "(set, in the vault)") for name in sorted(SECRET_KEYS) if eng.secret(name)]
+    if as_json:
+        print_json(dict(rows))
+    elif stdout_is_terminal():
+        print_table(str(eng.paths.config_file), ["setting", "value"], rows)
+    else:
+        print_tsv(rows)
+
+
+@config_app.command("set")
+def config_set(key: str = typer.Argument(..., help="e.g. llm.model, llm.preset, llm.api_key"),
+               value: str = typer.Argument(..., help="The value ('-' reads stdin).")) -> None:
+    """Set a setting; an API key is sealed in the vault, never written to config.toml."""
+    from memos_cli.config import SECRET_KEYS, set_value
+
+    value = sys.stdin.read().strip() if value == "-" else value
+    eng = engine()
+    if key in SECRET_KEYS:
+        eng.set_secret(key, value)
+        err(f"{key} stored in the encrypted vault")
+    else:
+        set_value(eng.paths, key, value)
+
+
+@config_app.command("unset")
+def config_unset(key: str = typer.Argument(...)) -> None:
+    """Remove a setting (or a secret from the vault)."""
+    from memos_cli.config import SECRET_KEYS, unset_value
+
+    eng = engine()
+    if key in SECRET_KEYS:
+        eng.set_secret(key, None)
+    elif not unset_value(eng.paths, key):
+        raise UsageError(f"{key} was not set")
