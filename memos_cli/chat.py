@@ -25,6 +25,7 @@ from memos_cli.timeparse import now_utc
 CHARS_PER_TOKEN = 4  # a rough, model-independent estimate: good enough for a budget
 MEMORY_BUDGET_TOKENS = 1200
 HISTORY_TURNS = 12
+OFFLINE_MIN_SIMILARITY = 0.35
 SOURCE_LABELS = {"cli": "you, via remember", "chat": "you, in chat", "stdin": "piped text",
                  "model": "the assistant", "import": "an import", "consolidation": "a summary"}
 
@@ -41,6 +42,7 @@ class Reply:
 
     text: str = ""
     memories_used: list[Memory] = field(default_factory=list)
+    similarity: dict[str, float] = field(default_factory=dict)  # memory id -> cosine
     interrupted: bool = False
 
 
@@ -63,7 +65,9 @@ class ChatSession:
     def respond(self, user_text: str, stdin_text: str | None = None) -> Iterator[str]:
         """Stream the answer to ``user_text``; ``self.last`` holds the outcome."""
         self.wait_for_learning()
-        self.last = Reply(memories_used=self._recall(user_text))
+        hits = self._recall(user_text)
+        self.last = Reply(memories_used=[h.memory for h in hits],
+                          similarity={h.memory.id: h.similarity for h in hits})
         if self.model is None:
             yield from self._offline(user_text)
             return
@@ -91,14 +95,13 @@ class ChatSession:
             self.history += [{"role": "user", "content": "(interrupted)"},
                              {"role": "assistant", "content": self.last.text}]
 
-    def _recall(self, user_text: str) -> list[Memory]:
+    def _recall(self, user_text: str) -> list:
         if not self.use_memory:
             return []
         recent = [m["content"] for m in self.history[-4:] if m["role"] == "user"]
         query = "\n".join(recent[-1:] + [user_text])  # the conversation, not only the last line
         with self.lock:
-            hits = self.engine.recall(query, 8, record_access=self.learn)
-        return [h.memory for h in hits]
+            return self.engine.recall(query, 8, record_access=self.learn)
 
     def _messages(self, user_text: str, stdin_text: str | None, budget: int) -> list[dict]:
         system = SYSTEM.format(today=now_utc().date().isoformat())
@@ -145,7 +148,9 @@ class ChatSession:
 
     def _offline(self, user_text: str) -> Iterator[str]:
         if is_question(user_text):
-            memories = self.last.memories_used[:3]
+            # Without a model to judge relevance, show only clear matches.
+            memories = [m for m in self.last.memories_used
+                        if self.last.similarity.get(m.id, 0.0) >= OFFLINE_MIN_SIMILARITY][:3]
             if not memories:
                 text = "(no model is configured, and nothing I remember matches)"
             else:

@@ -18,6 +18,7 @@ README = (ROOT / "README.md").read_text()
 MASKS = [
     (re.compile(r"\b[0-9a-f]{16}\b"), "<id>"),
     (re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"), "<time>"),
+    (re.compile(r"\(\d{4}-\d{2}-\d{2}, "), "(<date>, "),  # recalled memories' dates
     (re.compile(r"^## [0-9a-f]{8} · (\w+) · \d{4}-\d{2}-\d{2}$"), r"## <id> · \1 · <date>"),
     (re.compile(r"^-?\d\.\d{4}\t"), "<score>\t"),
     (re.compile(r"\b[0-9a-f]{8}\b"), "<id8>"),  # short ids (audit)

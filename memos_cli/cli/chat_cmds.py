@@ -8,6 +8,7 @@ from typing import Iterator, Optional
 import typer
 
 from memos_cli.cli.app import app, engine
+from memos_cli.cli.lifecycle_cmds import maybe_consolidate_in_background
 from memos_cli.cli.output import (err, print_json, print_table, print_tsv, stdin_is_terminal,
                                   stdout_is_terminal)
 from memos_cli.errors import ModelError, UsageError
@@ -71,6 +72,8 @@ def chat(
     finally:
         session.wait_for_learning()
         _report_learning(session)
+    if session.learn:
+        maybe_consolidate_in_background(eng)  # a session's end is a natural moment
 
 
 def _continued(found, fresh_id: str):
