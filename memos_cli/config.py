@@ -115,8 +115,9 @@ def llm_settings(paths: Paths, flags: Mapping[str, Any] | None = None,
 SETTABLE = {
     "llm": {"preset": str, "base_url": str, "model": str, "timeout": float, "temperature": float},
     "embedding": {"model": str, "base_url": str, "timeout": float},
+    "store": {"url": str},
 }
-SECRET_KEYS = {"llm.api_key", "embedding.api_key"}  # kept in the vault, never in the file
+SECRET_KEYS = {"llm.api_key", "embedding.api_key", "store.token"}  # in the vault, never the file
 
 
 def _lifecycle_types() -> dict[str, type]:
@@ -176,3 +177,10 @@ def _toml(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def store_url(paths: Paths, flag: str | None = None,
+              env: Mapping[str, str] | None = None) -> str | None:
+    """The Chroma server to use (``--store``, ``MEMOS_STORE``, ``[store] url``), or None: local."""
+    env = os.environ if env is None else env
+    return flag or env.get("MEMOS_STORE") or read_config(paths).get("store", {}).get("url")

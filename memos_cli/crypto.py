@@ -145,8 +145,12 @@ def wrap_key(kek: bytes, data_key: bytes, key_id: str) -> bytes:
 
 def unwrap_key(kek: bytes, wrapped: bytes, key_id: str) -> bytes:
     """Unwrap the data key; a wrong KEK (wrong passphrase) raises ``WrongKeyError``."""
+    return unwrap_key_with_context(kek, wrapped, "wrap/" + key_id)
+
+
+def unwrap_key_with_context(kek: bytes, wrapped: bytes, context: str) -> bytes:
     try:
-        return unseal(kek, wrapped, "wrap/" + key_id)
+        return unseal(kek, wrapped, context)
     except IntegrityError:
         raise WrongKeyError("wrong passphrase or key: the data key would not unwrap") from None
 

@@ -10,6 +10,7 @@ process leaves the store as it was before, never half-written.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import numpy as np
 from memos_cli import crypto
 from memos_cli.atomic import write_atomic
 from memos_cli.audit import AuditLog, Event
-from memos_cli.config import embedding_settings
+from memos_cli.config import embedding_settings, store_url
 from memos_cli.errors import (IntegrityError, NotFoundError, StoreMismatchError, UsageError,
                               VersionError, WrongKeyError)
 from memos_cli.keys import KeyStore, PassphraseSource, Unlocked, env_passphrase
@@ -31,7 +32,7 @@ from memos_cli.lifecycle import initial_tier
 from memos_cli.memory import TIERS, Memory, Version, check_kind, new_id, normalise_tags
 from memos_cli.paths import Paths, resolve_paths, resolve_profile
 from memos_cli.records import RecordCodec
-from memos_cli.store import ChromaStore
+from memos_cli.store import ChromaStore, Remote
 from memos_cli.vault import Vault
 from memos_cli.timeparse import from_iso, now_utc, query_period, to_iso
 
@@ -82,14 +83,17 @@ class MemoryEngine:
     def __init__(self, profile: str | None = None, *, paths: Paths | None = None,
                  embedder: Any = None, passphrase: PassphraseSource = env_passphrase,
                  use_keyring: bool | None = None,
-                 notice: Callable[[str], None] | None = None) -> None:
+                 notice: Callable[[str], None] | None = None,
+                 store: str | None = None) -> None:
         self.paths = paths or resolve_paths()
         self.profile = resolve_profile(profile)
         self.notices: list[str] = []
         self._notice = notice or self.notices.append
         self.keys = KeyStore(self.paths, self.profile, passphrase=passphrase,
                              use_keyring=use_keyring, notice=self._notice)
-        self.store = ChromaStore(self.paths.chroma_dir, self.profile)
+        url = store_url(self.paths, store)
+        remote = Remote(url, os.environ.get("MEMOS_STORE_TOKEN")) if url else None
+        self.store = ChromaStore(self.paths.chroma_dir, self.profile, remote)
         self._embedder = embedder
         self._unlocked: Unlocked | None = None
         self._codec: RecordCodec | None = None
@@ -126,6 +130,7 @@ class MemoryEngine:
             self._recover_consolidation()
             if self._unlocked is None:
                 if not self.keys.exists():
+                    self._refuse_foreign_store()
                     if not create:
                         yield None
                         return
@@ -142,10 +147,21 @@ class MemoryEngine:
                 if write:
                     self._bump_generation()
 
+    def _refuse_foreign_store(self) -> None:
+        """A server store this machine has no key for was made elsewhere: say how to join."""
+        if self.store.remote is not None and self.store.exists():
+            raise WrongKeyError(f"profile {self.profile!r} on {self.store.remote.url} was made "
+                                "with a key this machine does not have: run 'memos key export' "
+                                "there and 'memos key import FILE' here")
+
     def _open_store(self, create: bool) -> RecordCodec | None:
         assert self._unlocked is not None
         if self._codec is not None:
             return self._codec
+        remote = self.store.remote
+        if remote is not None and remote.token is None:
+            remote.token = Vault(self.paths.vault_file(self.profile), self.profile).read(
+                self._index_key()).get("store.token")
         self._recover_reindex()
         if not self.store.exists():
             if not create:
@@ -261,7 +277,7 @@ class MemoryEngine:
             assert self._codec is not None
             path, key = self.paths.keyword_file(self.profile), self._index_key()
             index = KeywordIndex.load(path, key, self._index_context)
-            if index is None or len(index) != self.store.count():
+            if index is None or not self._index_matches(index):
                 # Storage order is insertion order, which threads need.
                 memories = [m for _row, m in self._open_rows(self._codec, self.store.scan())]
                 index = KeywordIndex([_entry(m) for m in memories])
@@ -269,6 +285,15 @@ class MemoryEngine:
                 self._save_keywords()
             self._keywords = index
         return self._keywords
+
+    def _index_matches(self, index: KeywordIndex) -> bool:
+        """Whether a saved index covers exactly the stored memories. On a server, other
+        machines write too, so the ids themselves are compared, not only the count."""
+        if len(index) != self.store.count():
+            return False
+        if self.store.remote is None:
+            return True
+        return {e.id for e in index.entries} == set(self.store.all_ids())
 
     def _save_keywords(self) -> None:
         if self._keywords is not None:
@@ -282,6 +307,24 @@ class MemoryEngine:
     @property
     def _index_context(self) -> str:
         return f"keywords/{self.profile}"
+
+    # --- moving the key between machines ---------------------------------------------------
+
+    def export_key(self, passphrase: str) -> dict[str, Any]:
+        """The profile's data key wrapped under ``passphrase``, for ``import_key`` elsewhere."""
+        if not passphrase:
+            raise UsageError("the export passphrase is empty")
+        with self._session(write=False) as codec:
+            if codec is None:
+                raise NotFoundError("this profile has no key yet: nothing to export")
+            assert self._unlocked is not None
+            return self.keys.export(self._unlocked, passphrase)
+
+    def import_key(self, exported: dict[str, Any], passphrase: str) -> None:
+        """Join a store made elsewhere (a shared Chroma server) by adopting its key."""
+        with store_lock(self.paths.lock_file):
+            self._unlocked = self.keys.import_key(exported, passphrase)
+            self._audit("key changed", [])
 
     # --- secrets (API keys) -----------------------------------------------------------------
 
@@ -762,7 +805,7 @@ class MemoryEngine:
 
     def _swap_in(self, codec: RecordCodec, rows: list[Any], vectors: np.ndarray) -> None:
         assert self._unlocked is not None
-        temp = ChromaStore(self.paths.chroma_dir, self.profile + "-reindex")
+        temp = self.store.sibling(self.profile + "-reindex")
         temp.drop()
         temp.create(self._store_meta(self._unlocked.current, self._embed_meta()))
         temp.add([r.id for r in rows], codec.blind(vectors), [r.meta for r in rows])
@@ -773,7 +816,7 @@ class MemoryEngine:
 
     def _recover_reindex(self) -> None:
         """Finish or undo a reindex that was interrupted."""
-        temp = ChromaStore(self.paths.chroma_dir, self.profile + "-reindex")
+        temp = self.store.sibling(self.profile + "-reindex")
         if not temp.exists():
             return
         if self.store.exists():

@@ -20,11 +20,12 @@ import numpy as np
 
 from memos_cli import crypto
 from memos_cli.atomic import write_atomic
-from memos_cli.errors import VersionError, WrongKeyError
+from memos_cli.errors import BadInputError, UsageError, VersionError, WrongKeyError
 from memos_cli.paths import Paths, ensure_private_dir
 from memos_cli.timeparse import now_utc, to_iso
 
 KEYS_FORMAT = "memos-keys"
+EXPORT_FORMAT = "memos-key-export"
 KEYS_VERSION = 1
 KEYRING_SERVICE = "memos"
 MODES = ("passphrase", "keyring", "keyfile")
@@ -107,10 +108,11 @@ class KeyStore:
 
     # --- creating ----------------------------------------------------------------
 
-    def create(self) -> Unlocked:
-        """Make a new data key and wrap it with the best KEK source available."""
+    def create(self, existing: DataKey | None = None) -> Unlocked:
+        """Make a new data key (or adopt ``existing``, from ``key import``) and wrap it
+        with the best KEK source available."""
         passphrase = os.environ.get("MEMOS_PASSPHRASE")
-        key_id = secrets.token_hex(8)
+        key_id = existing.key_id if existing else secrets.token_hex(8)
         doc: dict[str, Any] = {"format": KEYS_FORMAT, "version": KEYS_VERSION,
                                "profile": self.profile, "key_id": key_id,
                                "created_at": to_iso(now_utc())}
@@ -123,7 +125,7 @@ class KeyStore:
         else:
             kek = self._keyfile_create()
             doc["mode"] = "keyfile"
-        data_key = crypto.random_key()
+        data_key = existing.key if existing else crypto.random_key()
         doc["wrapped"] = crypto.b64e(crypto.wrap_key(kek, data_key, key_id))
         self._write(doc)
         self._kek = kek
@@ -269,6 +271,30 @@ class KeyStore:
         self._write(doc)
         assert unlocked.next is not None
         return Unlocked(unlocked.next)
+
+    def export(self, unlocked: Unlocked, passphrase: str) -> dict[str, Any]:
+        """The data key, wrapped under ``passphrase`` alone, for another machine to import."""
+        if unlocked.next is not None:
+            raise UsageError("a key rotation is unfinished: run any memos command first")
+        params = crypto.new_kdf_params()
+        kek = crypto.derive_kek(passphrase, params)
+        key = unlocked.current
+        return {"format": EXPORT_FORMAT, "version": KEYS_VERSION, "profile": self.profile,
+                "key_id": key.key_id, "kdf": params.to_json(),
+                "wrapped": crypto.b64e(crypto.wrap_key(kek, key.key, key.key_id))}
+
+    def import_key(self, doc: dict[str, Any], passphrase: str) -> Unlocked:
+        """Adopt an exported data key; the profile must have no key yet."""
+        if self.exists():
+            raise UsageError(f"profile {self.profile!r} already has a key: importing another "
+                             "would orphan its memories (use another --profile)")
+        if doc.get("format") != EXPORT_FORMAT:
+            raise BadInputError("not a memos key export")
+        if int(doc.get("version", 0)) > KEYS_VERSION:
+            raise VersionError("this key export was written by a later memos: upgrade memos")
+        kek = crypto.derive_kek(passphrase, crypto.KdfParams.from_json(doc["kdf"]))
+        key = crypto.unwrap_key(kek, crypto.b64d(doc["wrapped"]), doc["key_id"])
+        return self.create(DataKey(doc["key_id"], key))
 
     def destroy(self) -> None:
         """Remove every trace of this profile's key (used by ``forget --all``)."""

@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from memos_cli.errors import MemosError
+from memos_cli.errors import BusyError, MemosError, UsageError, VersionError
 
 # Flush the HNSW index after every couple of writes: an update that overwrites a
 # vector before deletion only erases the old copy once the index is written.
@@ -43,10 +43,14 @@ def collection_name(profile: str) -> str:
 class ChromaStore:
     """One profile's collection in a local Chroma ``PersistentClient``."""
 
-    def __init__(self, path: Path, profile: str) -> None:
-        self.path, self.profile = path, profile
+    def __init__(self, path: Path, profile: str, remote: "Remote | None" = None) -> None:
+        self.path, self.profile, self.remote = path, profile, remote
         self._client: Any = None
         self._collection: Any = None
+
+    def sibling(self, profile: str) -> "ChromaStore":
+        """A store for another collection name in the same place (local or remote)."""
+        return ChromaStore(self.path, profile, self.remote)
 
     # --- connection -------------------------------------------------------------
 
@@ -56,9 +60,12 @@ class ChromaStore:
             import chromadb
             from chromadb.config import Settings
 
-            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._client = chromadb.PersistentClient(
-                path=str(self.path), settings=Settings(anonymized_telemetry=False))
+            settings = Settings(anonymized_telemetry=False)
+            if self.remote is not None:
+                self._client = self.remote.connect(settings)
+            else:
+                self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self._client = chromadb.PersistentClient(path=str(self.path), settings=settings)
         return self._client
 
     def reset(self) -> None:
@@ -84,7 +91,7 @@ class ChromaStore:
     def exists(self) -> bool:
         if self._collection is not None:
             return True
-        if not (self.path / "chroma.sqlite3").exists():
+        if self.remote is None and not (self.path / "chroma.sqlite3").exists():
             return False
         try:
             self._collection = self._connect().get_collection(collection_name(self.profile))
@@ -210,7 +217,12 @@ class ChromaStore:
         self.compact()
 
     def compact(self) -> None:
-        """Vacuum SQLite, truncate its WAL, remove folders of segments that no longer exist."""
+        """Vacuum SQLite, truncate its WAL, remove folders of segments that no longer exist.
+
+        On a server this cannot be done from here: see SECURITY.md for what remains.
+        """
+        if self.remote is not None:
+            return
         db_path = self.path / "chroma.sqlite3"
         if not db_path.exists():
             return
@@ -227,6 +239,9 @@ class ChromaStore:
 
     def snapshot(self, dest: Path) -> None:
         """Copy Chroma's files to ``dest``, closed and checkpointed so the copy is whole."""
+        if self.remote is not None:
+            raise UsageError("consolidate works on a local store only for now: a server's "
+                             "files cannot be copied aside to make it all or nothing")
         self.reset()
         self._checkpoint()
         shutil.copytree(self.path, dest)
@@ -260,3 +275,41 @@ def _rows(got: dict[str, Any], with_vectors: bool) -> list[Row]:
 def _looks_like_segment(name: str) -> bool:
     parts = name.split("-")
     return len(parts) == 5 and all(c in "0123456789abcdef-" for c in name)
+
+
+class Remote:
+    """Where a Chroma server is, and how to reach it: ``http(s)://host:port`` and a token."""
+
+    RETRIES = (0.5, 1.0, 2.0)  # seconds between attempts to reach a server that is down
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise UsageError(f"not a Chroma server URL: {url!r} (use http://host:port)")
+        self.url, self.token = url, token
+        self.host, self.ssl = parsed.hostname, parsed.scheme == "https"
+        self.port = parsed.port or (443 if self.ssl else 8000)
+
+    def connect(self, settings: Any) -> Any:
+        import time
+
+        import chromadb
+
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        for delay in (*self.RETRIES, None):
+            try:
+                client = chromadb.HttpClient(host=self.host, port=self.port, ssl=self.ssl,
+                                             headers=headers, settings=settings)
+                version = client.get_version()
+                break
+            except Exception:  # chromadb raises several transport errors; all mean "down"
+                if delay is None:
+                    raise BusyError(f"the memory server at {self.url} is unreachable "
+                                    f"(tried {len(self.RETRIES) + 1} times)") from None
+                time.sleep(delay)
+        if not str(version).startswith("1."):
+            raise VersionError(f"the Chroma server at {self.url} runs version {version}; "
+                               "memos needs a 1.x server")
+        return client

@@ -41,6 +41,6 @@ def test_bash_completes_subcommands_and_key_subcommands(tmp_path):
                               env=env, timeout=60)
         return [w for w in done.stdout.split("\n") if w]
 
-    assert complete("memos re") == ["remember", "recall", "reindex"]
-    assert set(complete("memos key ")) == {"status", "passphrase", "rotate"}
+    assert set(complete("memos re")) == {"remember", "recall", "reindex", "restore"}
+    assert set(complete("memos key ")) == {"status", "passphrase", "rotate", "export", "import"}
     assert "--kind" in complete("memos recall --k")

@@ -34,6 +34,7 @@ app = typer.Typer(
 @dataclass
 class State:
     profile: Optional[str] = None
+    store: Optional[str] = None
     debug: bool = False
 
 
@@ -51,11 +52,15 @@ def main(
     profile: Optional[str] = typer.Option(
         None, "--profile", "-p", envvar="MEMOS_PROFILE",
         help="Memory set to use (separate memories and key), e.g. work or personal."),
+    store: Optional[str] = typer.Option(
+        None, "--store", envvar="MEMOS_STORE",
+        help="A Chroma server (http://host:port) instead of the local folder."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
     STATE.profile = profile
+    STATE.store = store
     STATE.debug = debug or os.environ.get("MEMOS_DEBUG") == "1"
 
 
@@ -74,7 +79,8 @@ def engine():
     from memos_cli.cli.output import err
     from memos_cli.engine import MemoryEngine
 
-    eng = MemoryEngine(STATE.profile, passphrase=prompt_passphrase, notice=err)
+    eng = MemoryEngine(STATE.profile, passphrase=prompt_passphrase, notice=err,
+                       store=STATE.store)
     eng.cause = f"command: memos {_command_path()}"
     return eng
 
@@ -89,8 +95,10 @@ def _command_path() -> str:
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to ``app``.
-    from memos_cli.cli import (chat_cmds, completion_cmds, key_cmds,  # noqa: F401
-                               lifecycle_cmds, memory_cmds, transfer_cmds)
+    # The order here is the order of --help's panels.
+    from memos_cli.cli import memory_cmds, transfer_cmds  # noqa: F401, I001
+    from memos_cli.cli import chat_cmds, lifecycle_cmds  # noqa: F401
+    from memos_cli.cli import key_cmds, backup_cmds, completion_cmds  # noqa: F401
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -8,7 +8,6 @@ from typing import Iterator, Optional
 import typer
 
 from memos_cli.cli.app import app, engine
-from memos_cli.cli.lifecycle_cmds import maybe_consolidate_in_background
 from memos_cli.cli.output import (err, print_json, print_table, print_tsv, stdin_is_terminal,
                                   stdout_is_terminal)
 from memos_cli.errors import ModelError, UsageError
@@ -41,7 +40,7 @@ def _model(eng, offline: bool, model: Optional[str], base_url: Optional[str],
     return chosen
 
 
-@app.command()
+@app.command(rich_help_panel="Chat")
 def chat(
     continue_: bool = typer.Option(False, "--continue", "-c", help="Continue the last session."),
     no_learn: bool = typer.Option(False, "--no-learn", help="Write nothing (incognito)."),
@@ -73,6 +72,8 @@ def chat(
         session.wait_for_learning()
         _report_learning(session)
     if session.learn:
+        from memos_cli.cli.lifecycle_cmds import maybe_consolidate_in_background
+
         maybe_consolidate_in_background(eng)  # a session's end is a natural moment
 
 
@@ -212,7 +213,7 @@ def _terminal_lines() -> Iterator[str]:
             return
 
 
-@app.command()
+@app.command(rich_help_panel="Chat")
 def ask(
     question: str = typer.Argument(..., help="The question; piped stdin is added to it."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer when complete."),
@@ -249,7 +250,7 @@ def ask(
         print(answer)
 
 
-@app.command()
+@app.command(rich_help_panel="Chat")
 def models(
     model: Optional[str] = MODEL_FLAGS["model"],
     base_url: Optional[str] = MODEL_FLAGS["base_url"],
@@ -276,7 +277,7 @@ def models(
 
 config_app = typer.Typer(help="Show and change settings (config.toml; secrets go to the vault).",
                          no_args_is_help=True)
-app.add_typer(config_app, name="config")
+app.add_typer(config_app, name="config", rich_help_panel="Keys, backups and setup")
 
 
 @config_app.command("show")

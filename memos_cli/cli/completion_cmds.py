@@ -18,7 +18,7 @@ def completion_script(shell: str) -> str:
     return get_completion_script(prog_name="memos", complete_var="_MEMOS_COMPLETE", shell=shell)
 
 
-@app.command()
+@app.command(rich_help_panel="Keys, backups and setup")
 def completion(shell: str = typer.Argument(..., help="bash, zsh or fish.")) -> None:
     """Print the completion script for SHELL (see completions/ for ready files)."""
     print(completion_script(shell))

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import sys
+from pathlib import Path
 
 import typer
 
 from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import err, print_json, print_table, print_tsv, progress, stdout_is_terminal
-from memos_cli.errors import UsageError
+from memos_cli.atomic import write_atomic
+from memos_cli.errors import BadInputError, UsageError
 
 key_app = typer.Typer(help="Manage the encryption key of a profile.", no_args_is_help=True)
-app.add_typer(key_app, name="key")
+app.add_typer(key_app, name="key", rich_help_panel="Keys, backups and setup")
 
 
 @key_app.command("status")
@@ -35,14 +38,7 @@ def passphrase() -> None:
 
     The new wrap is proven to open the store before the old one is removed.
     """
-    new = os.environ.get("MEMOS_NEW_PASSPHRASE")
-    if not new:
-        if not sys.stdin.isatty():
-            raise UsageError("set MEMOS_NEW_PASSPHRASE, or run this on a terminal")
-        new = getpass.getpass("New passphrase: ", stream=sys.stderr)
-        if new != getpass.getpass("Repeat it: ", stream=sys.stderr):
-            raise UsageError("the two passphrases differ: nothing changed")
-    engine().change_passphrase(new)
+    engine().change_passphrase(new_passphrase("MEMOS_NEW_PASSPHRASE", "New passphrase"))
     err("passphrase set: the key is now wrapped by it")
 
 
@@ -52,3 +48,41 @@ def rotate() -> None:
     with progress("re-encrypting") as step:
         count = engine().rotate_key(step)
     err(f"rotated the data key: {count} memory(ies) re-encrypted")
+
+
+def new_passphrase(env_name: str, what: str) -> str:
+    """A passphrase from ``env_name``, or typed twice on a terminal."""
+    value = os.environ.get(env_name)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise UsageError(f"set {env_name}, or run this on a terminal")
+    value = getpass.getpass(f"{what}: ", stream=sys.stderr)
+    if value != getpass.getpass("Repeat it: ", stream=sys.stderr):
+        raise UsageError("the two passphrases differ: nothing done")
+    return value
+
+
+@key_app.command("export")
+def export_key(path: Path = typer.Argument(..., help="Where to write the exported key.")) -> None:
+    """Export the key (protected by a passphrase: MEMOS_EXPORT_PASSPHRASE) for another machine."""
+    passphrase = new_passphrase("MEMOS_EXPORT_PASSPHRASE", "Passphrase to protect the export")
+    doc = engine().export_key(passphrase)
+    write_atomic(path, (json.dumps(doc, indent=1) + "\n").encode(), mode=0o600)
+    err(f"wrote {path}: import it on the other machine with 'memos key import {path.name}'")
+
+
+@key_app.command("import")
+def import_key(path: Path = typer.Argument(..., help="A file from 'memos key export'.")) -> None:
+    """Adopt a key exported elsewhere, to share a store on a Chroma server."""
+    try:
+        doc = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"cannot read {path}: {exc}") from None
+    passphrase = os.environ.get("MEMOS_EXPORT_PASSPHRASE") or (
+        getpass.getpass("Passphrase of the export: ", stream=sys.stderr)
+        if sys.stdin.isatty() else "")
+    if not passphrase:
+        raise UsageError("set MEMOS_EXPORT_PASSPHRASE, or run this on a terminal")
+    engine().import_key(doc, passphrase)
+    err("key imported: this machine can now open the store made with it")

@@ -16,7 +16,7 @@ from memos_cli.errors import UsageError
 from memos_cli.timeparse import parse_when
 
 
-@app.command()
+@app.command(rich_help_panel="Memory over time")
 def consolidate(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking."),
@@ -101,7 +101,7 @@ def maybe_consolidate_in_background(eng) -> None:
                      start_new_session=True)
 
 
-@app.command()
+@app.command(rich_help_panel="Memory over time")
 def audit(
     since: Optional[str] = typer.Option(None, "--since", help="Only changes from then on."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),

@@ -8,7 +8,6 @@ from typing import List, Optional
 import typer
 
 from memos_cli.cli.app import app, engine
-from memos_cli.cli.lifecycle_cmds import maybe_consolidate_in_background
 from memos_cli.cli.output import (err, memory_json, print_json, print_memories, print_table,
                                   print_tsv, progress, stdin_is_terminal, stdout_is_terminal)
 from memos_cli.errors import IntegrityError, UsageError
@@ -41,7 +40,7 @@ def _report_damage(eng) -> None:
                              f"and were left out: {ids}")
 
 
-@app.command()
+@app.command(rich_help_panel="Memories")
 def remember(
     text: Optional[str] = typer.Argument(None, help="The memory; '-' or omitted reads stdin."),
     kind: str = typer.Option("note", "--kind", "-k", help=KIND_HELP),
@@ -64,6 +63,8 @@ def remember(
         raise UsageError("nothing to remember: the text is empty")
     eng = engine()
     results = eng.remember_many(items)
+    from memos_cli.cli.lifecycle_cmds import maybe_consolidate_in_background
+
     maybe_consolidate_in_background(eng)
     for result in results:
         if not result.created:
@@ -76,7 +77,7 @@ def remember(
         print(result.memory.id)
 
 
-@app.command()
+@app.command(rich_help_panel="Memories")
 def recall(
     query: str = typer.Argument(..., help="What to look for, in your own words."),
     limit: int = typer.Option(10, "--limit", "-n", min=1, help="How many results."),
@@ -100,7 +101,7 @@ def recall(
     _report_damage(eng)
 
 
-@app.command("list")
+@app.command("list", rich_help_panel="Memories")
 def list_(
     kind: Optional[str] = typer.Option(None, "--kind", "-k", help=KIND_HELP),
     tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Only memories with this tag."),
@@ -116,7 +117,7 @@ def list_(
     _report_damage(eng)
 
 
-@app.command()
+@app.command(rich_help_panel="Memories")
 def show(ref: str = typer.Argument(..., help="A memory id or unique prefix."),
          as_json: bool = JSON) -> None:
     """Show one memory with its history of earlier versions."""
@@ -145,7 +146,7 @@ def _print_detail(memory: Memory) -> None:
         print(line if not stdout_is_terminal() else line.replace("\t", "  "))
 
 
-@app.command()
+@app.command(rich_help_panel="Memories")
 def update(
     ref: str = typer.Argument(..., help="A memory id or unique prefix."),
     text: Optional[str] = typer.Argument(None, help="The new text ('-' reads stdin)."),
@@ -165,7 +166,7 @@ def update(
         print(memory.id)
 
 
-@app.command()
+@app.command(rich_help_panel="Memories")
 def forget(
     refs: Optional[List[str]] = typer.Argument(None, help="Memory ids or unique prefixes."),
     query: Optional[str] = typer.Option(None, "--query", "-q", help="Memories matching this."),
@@ -239,7 +240,7 @@ def _confirm(count: int, all_: bool, yes: bool) -> None:
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(rich_help_panel="Memories")
 def stats(as_json: bool = JSON) -> None:
     """Counts, bytes on disk, embedding model and key mode."""
     eng = engine()
@@ -256,7 +257,7 @@ def stats(as_json: bool = JSON) -> None:
     _report_damage(eng)
 
 
-@app.command()
+@app.command(rich_help_panel="Memories")
 def reindex() -> None:
     """Re-embed every memory with the configured embedding model."""
     eng = engine()

@@ -10,12 +10,11 @@ import typer
 
 from memos_cli.atomic import write_atomic
 from memos_cli.cli.app import app, engine
-from memos_cli.cli.lifecycle_cmds import maybe_consolidate_in_background
 from memos_cli.cli.output import err, print_json, progress
 from memos_cli.errors import BadInputError
 
 
-@app.command()
+@app.command(rich_help_panel="Memories")
 def export(
     fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl (default), json or markdown."),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
@@ -36,7 +35,7 @@ def export(
     _report_damage(eng)
 
 
-@app.command("import")
+@app.command("import", rich_help_panel="Memories")
 def import_(
     source: str = typer.Argument(..., help="An export file (jsonl or json), or '-' for stdin."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -48,6 +47,8 @@ def import_(
     eng = engine()
     with progress("importing") as step:
         result = eng.import_memories(memories, step)
+    from memos_cli.cli.lifecycle_cmds import maybe_consolidate_in_background
+
     maybe_consolidate_in_background(eng)
     if as_json:
         print_json({"added": result.added, "skipped": result.skipped})

@@ -1,0 +1,45 @@
+"""Backup and restore commands: the whole profile in one encrypted file, and back."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from memos_cli.cli.app import app, engine
+from memos_cli.cli.key_cmds import new_passphrase
+from memos_cli.cli.output import err, progress
+from memos_cli.errors import UsageError
+
+
+@app.command(rich_help_panel="Keys, backups and setup")
+def backup(path: Path = typer.Argument(..., help="The backup file to write.")) -> None:
+    """Write the whole profile to one encrypted file (passphrase: MEMOS_BACKUP_PASSPHRASE)."""
+    from memos_cli.backup import write_backup
+
+    passphrase = new_passphrase("MEMOS_BACKUP_PASSPHRASE", "Passphrase for the backup")
+    with progress("backing up") as step:
+        count = write_backup(engine(), path, passphrase, step)
+    err(f"backed up {count} memory(ies) to {path}")
+
+
+@app.command(rich_help_panel="Keys, backups and setup")
+def restore(
+    path: Path = typer.Argument(..., help="A file from 'memos backup'."),
+    force: bool = typer.Option(False, "--force", help="Replace a profile that is not empty."),
+) -> None:
+    """Restore a backup into an empty profile (checks every byte before writing)."""
+    from memos_cli.backup import restore as restore_backup
+
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    passphrase = os.environ.get("MEMOS_BACKUP_PASSPHRASE") or (
+        getpass.getpass("Backup passphrase: ", stream=sys.stderr) if sys.stdin.isatty() else "")
+    if not passphrase:
+        raise UsageError("set MEMOS_BACKUP_PASSPHRASE, or run this on a terminal")
+    with progress("restoring") as step:
+        count = restore_backup(engine(), path, passphrase, force=force, progress=step)
+    err(f"restored {count} memory(ies)")
