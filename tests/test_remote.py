@@ -124,3 +124,20 @@ def test_backup_from_local_restores_into_the_server(cli, server, monkeypatch, tm
     monkeypatch.setenv("MEMOS_HOME", str(tmp_path / "fresh-machine"))
     assert cli("restore", str(archive)).code == 0
     assert cli("export").out == before
+
+
+def test_forget_on_the_server_overwrites_the_index_copy(remote, server):
+    """What forget can erase on a server: the vector in the index files. Its SQLite file
+    keeps freed pages until the server's operator vacuums it (SECURITY.md says so)."""
+    from conftest import HashEmbedder
+    from memos_cli.engine import MemoryEngine, NewMemory
+
+    eng = MemoryEngine(embedder=HashEmbedder())
+    eng.remember_many([NewMemory(f"filler {n}") for n in range(3)])
+    memory = eng.remember(NewMemory("to be forgotten on the server")).memory
+    blinded = eng.store.get([memory.id], with_vectors=True)[0].vector.astype("float32").tobytes()
+    eng.forget([memory.id])
+    assert eng.list() and all(m.id != memory.id for m in eng.list(include_inactive=True))
+    index_files = [(p, data) for p, data in all_bytes_under(server.data)
+                   if p.name.endswith(".bin")]
+    assert index_files and not any(blinded[:32] in data for _p, data in index_files)
