@@ -110,7 +110,8 @@ def _side_files(engine: "MemoryEngine") -> dict[str, Path]:
     """Sealed files that belong to the profile besides the rows (the keyword index is
     left out: it is rebuilt from the memories)."""
     return {"audit": engine.paths.audit_file(engine.profile),
-            "vault": engine.paths.vault_file(engine.profile)}
+            "vault": engine.paths.vault_file(engine.profile),
+            "usage": engine.paths.usage_file(engine.profile)}
 
 
 # --- reading --------------------------------------------------------------------------------

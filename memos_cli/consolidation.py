@@ -91,7 +91,8 @@ def _snapshot_dir(engine: "MemoryEngine") -> Path:
 
 
 def _side_files(engine: "MemoryEngine", profile: str) -> list[Path]:
-    return [engine.paths.keyword_file(profile), engine.paths.audit_file(profile)]
+    return [engine.paths.keyword_file(profile), engine.paths.audit_file(profile),
+            engine.paths.usage_file(profile)]
 
 
 def _take_snapshot(engine: "MemoryEngine", snapshot: Path) -> None:
@@ -115,6 +116,7 @@ def _put_back(engine: "MemoryEngine", snapshot: Path, profile: str | None = None
             path.unlink(missing_ok=True)
     shutil.rmtree(snapshot, ignore_errors=True)
     engine._keywords = None
+    engine.usage.reset()
 
 
 def _failpoint(name: str) -> None:

@@ -33,6 +33,7 @@ from memos_cli.memory import TIERS, Memory, Version, check_kind, new_id, normali
 from memos_cli.paths import Paths, resolve_paths, resolve_profile
 from memos_cli.records import RecordCodec
 from memos_cli.store import ChromaStore, Remote
+from memos_cli.usage import UsageLog
 from memos_cli.vault import Vault
 from memos_cli.timeparse import from_iso, now_utc, query_period, to_iso
 
@@ -102,6 +103,7 @@ class MemoryEngine:
         self.damaged: list[str] = []  # ids whose ciphertext failed its integrity check
         self.cause = "library"  # what the audit trail names as the cause of changes
         self.audit_log = AuditLog(self.paths.audit_file(self.profile), f"audit/{self.profile}")
+        self.usage = UsageLog(self.paths.usage_file(self.profile), f"usage/{self.profile}")
 
     # --- plumbing ------------------------------------------------------------------
 
@@ -216,6 +218,7 @@ class MemoryEngine:
             self.store.disconnect()
             self._codec = None
             self._keywords = None
+            self.usage.reset()
         shared = str(self.paths.chroma_dir)
         if _SEEN_GENERATION.get(shared, current) != current:
             self.store.reset()  # another process wrote through its own Chroma client
@@ -530,6 +533,7 @@ class MemoryEngine:
             self._save_keywords()
             # The trail keeps that something was forgotten, and when; not which.
             self.audit_log.strike(self._index_key(), doomed)
+            self.usage.forget(self._index_key(), doomed)
             self._audit("forgotten", [], count=len(doomed))
             return len(doomed)
 
@@ -554,7 +558,7 @@ class MemoryEngine:
         """The ids to delete (``ids`` and, with ``cascade``, summaries made from them)
         and the other memories that refer to any of them."""
         children: dict[str, list[Memory]] = {}
-        for _row, memory in self._open_rows(codec, self.store.scan()):
+        for _row, memory in self._open_rows(codec, self.store.scan(), with_usage=False):
             for source in memory.derived_from:
                 children.setdefault(source, []).append(memory)
         doomed, queue, touched = set(ids), list(ids), {}
@@ -584,6 +588,8 @@ class MemoryEngine:
             self.paths.journal_file(self.profile).unlink(missing_ok=True)
             self.paths.keyword_file(self.profile).unlink(missing_ok=True)
             self.paths.audit_file(self.profile).unlink(missing_ok=True)
+            self.paths.usage_file(self.profile).unlink(missing_ok=True)
+            self.usage.reset()
             self._unlocked = self._codec = self._keywords = None
             self._bump_generation()
             return count
@@ -634,7 +640,8 @@ class MemoryEngine:
         if limit <= 0:
             raise UsageError("--limit must be at least 1")
         keep = where or Filter(**filters)
-        with self._session(write=record_access, create=False) as codec:
+        # Counting accesses changes metadata only: other processes need not reload.
+        with self._session(write=False) as codec:
             if codec is None:
                 return []
             index = self._keyword_index()
@@ -652,18 +659,18 @@ class MemoryEngine:
             if period is not None:
                 hits = _favour_period(hits, period)[:limit]
             if record_access:
-                self._touch(codec, hits)
+                self._touch(hits)
             return hits
 
-    def _touch(self, codec: RecordCodec, hits: list[Hit]) -> None:
+    def _touch(self, hits: list[Hit]) -> None:
         """Count each recall of a memory: use is what promotes it to long-term."""
         if not hits:
             return
         now = to_iso(now_utc())
+        self.usage.record(self._index_key(), [h.memory.id for h in hits], now)
         for hit in hits:
             hit.memory.access_count += 1
             hit.memory.last_access = now
-        self.store.update([h.memory.id for h in hits], [codec.seal(h.memory) for h in hits])
 
     def _first_hits(self, codec: RecordCodec, ranked: list[tuple[Any, float, float]],
                     keep: Callable[[Memory], bool], limit: int) -> list[Hit]:
@@ -719,7 +726,8 @@ class MemoryEngine:
         with self._session(write=False) as codec:
             if codec is None:
                 raise NotFoundError(f"no memory matches {ref!r}")
-            return codec.open(self.store.get([self._resolve(ref)])[0])
+            return self.usage.apply(self._index_key(),
+                                    codec.open(self.store.get([self._resolve(ref)])[0]))
 
     def resolve(self, ref: str) -> str:
         """The full id for an id or unique prefix."""
@@ -739,13 +747,18 @@ class MemoryEngine:
             raise NotFoundError(f"{ref!r} is ambiguous: it matches {len(matches)} memories")
         return matches[0]
 
-    def _open_rows(self, codec: RecordCodec, rows: Iterable[Any]) -> Iterator[tuple[Any, Memory]]:
+    def _open_rows(self, codec: RecordCodec, rows: Iterable[Any],
+                   with_usage: bool = True) -> Iterator[tuple[Any, Memory]]:
+        """Decrypt rows; ``with_usage`` adds recorded recalls (for reading, not rewriting)."""
+        key = self._index_key()
         for row in rows:
             try:
-                yield row, codec.open(row)
+                memory = codec.open(row)
             except IntegrityError:
                 if row.id not in self.damaged:
                     self.damaged.append(row.id)
+                continue
+            yield row, (self.usage.apply(key, memory) if with_usage else memory)
 
     def stats(self) -> dict[str, Any]:
         memories = self.all_memories()
@@ -886,6 +899,7 @@ class MemoryEngine:
         self._keywords = None
         self.audit_log.rewrite(self._unlocked.current.key, self.audit_log.read(old.key))
         Vault(self.paths.vault_file(self.profile), self.profile).rekey(old.key, new.key)
+        self.usage.rekey(old.key, new.key)
         self._audit("key changed", [], count=count)
         return count
 

@@ -62,6 +62,9 @@ class Paths:
     def audit_file(self, profile: str) -> Path:
         return self.data_dir / f"{profile}.audit"
 
+    def usage_file(self, profile: str) -> Path:
+        return self.data_dir / f"{profile}.usage"
+
 
 def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:
     """Decide where everything lives, honouring ``MEMOS_HOME``."""
