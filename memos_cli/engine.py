@@ -729,13 +729,6 @@ class MemoryEngine:
             return self.usage.apply(self._index_key(),
                                     codec.open(self.store.get([self._resolve(ref)])[0]))
 
-    def resolve(self, ref: str) -> str:
-        """The full id for an id or unique prefix."""
-        with self._session(write=False) as codec:
-            if codec is None:
-                raise NotFoundError(f"no memory matches {ref!r}")
-            return self._resolve(ref)
-
     def _resolve(self, ref: str) -> str:
         ref = ref.strip().lower()
         if len(ref) < MIN_PREFIX:

@@ -261,9 +261,6 @@ class ChromaStore:
             finally:
                 db.close()
 
-    def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
-
 
 def _rows(got: dict[str, Any], with_vectors: bool) -> list[Row]:
     metas = got.get("metadatas") or [{} for _ in got["ids"]]
