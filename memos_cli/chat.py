@@ -156,9 +156,12 @@ class ChatSession:
             else:
                 text = "Recalled, not generated (no model is configured):\n" + "\n".join(
                     f"- {m.text} ({m.created_at[:10]}, {m.id[:8]})" for m in memories)
+        elif not is_statement(user_text):
+            text = ("(no model is configured: say \"remember that ...\" or tell me about "
+                    "yourself to store something, or ask a question)")
         elif self.learn:
             statement = re.sub(r"^\s*remember( that)?\s+", "", user_text, flags=re.I).strip()
-            kind = "fact" if re.match(r"(?i)^(i|my|i'm|i've|we|our)\b", statement) else "note"
+            kind = "fact" if _FIRST_PERSON.match(statement) else "note"
             with self.lock:
                 result = self.engine.remember(NewMemory(statement, kind=kind, source="chat",
                                                         source_ref=self.session_id))
@@ -168,6 +171,15 @@ class ChatSession:
             text = "(no model is configured, and --no-learn is on: nothing stored)"
         self.last.text = text
         yield text
+
+
+_FIRST_PERSON = re.compile(r"(?i)^(i|i'm|i've|i'd|i'll|my|we|we're|our|me)\b")
+
+
+def is_statement(text: str) -> bool:
+    """Worth storing without a model: "remember that ...", or something said about oneself."""
+    stripped = text.strip()
+    return bool(re.match(r"(?i)^remember\b", stripped) or _FIRST_PERSON.match(stripped))
 
 
 def is_question(text: str) -> bool:

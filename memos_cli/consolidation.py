@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from memos_cli.config import read_config
-from memos_cli.lifecycle import Action, Plan, Rules, Summariser, plan_consolidation
+from memos_cli.lifecycle import Action, Judge, Plan, Rules, Summariser, plan_consolidation
 from memos_cli.memory import Memory, Version
 from memos_cli.timeparse import now_utc, to_iso
 
@@ -34,7 +34,8 @@ def rules_for(engine: "MemoryEngine") -> Rules:
     return Rules.from_config(read_config(engine.paths).get("lifecycle", {}))
 
 
-def plan(engine: "MemoryEngine", summarise: Summariser | None = None) -> Plan:
+def plan(engine: "MemoryEngine", summarise: Summariser | None = None,
+         judge: Judge | None = None) -> Plan:
     """What consolidating now would do (reads only)."""
     with engine._session(write=False) as codec:
         if codec is None:
@@ -42,7 +43,7 @@ def plan(engine: "MemoryEngine", summarise: Summariser | None = None) -> Plan:
         rows = list(engine.store.scan(with_vectors=True))
         memories = [m for _row, m in engine._open_rows(codec, rows)]
         vectors = {row.id: row.vector for row in rows}  # rotated: dot products are unchanged
-    return plan_consolidation(memories, vectors, now_utc(), rules_for(engine), summarise)
+    return plan_consolidation(memories, vectors, now_utc(), rules_for(engine), summarise, judge)
 
 
 def apply(engine: "MemoryEngine", chosen: Plan,
@@ -132,6 +133,8 @@ def _apply_one(engine: "MemoryEngine", codec: "RecordCodec", action: Action,
     """Apply one action; returns the offset into ``vectors`` for the next summary."""
     if action.kind == "merge":
         _merge(engine, codec, action)
+    elif action.kind == "supersede":
+        _supersede(engine, codec, action)
     elif action.kind == "summarise":
         assert vectors is not None
         _summarise(engine, codec, action, vectors[offset:offset + len(action.texts)])
@@ -171,6 +174,21 @@ def _merge(engine: "MemoryEngine", codec: "RecordCodec", action: Action) -> None
     survivor.updated_at = to_iso(now_utc())
     engine.store.update([survivor.id], [codec.seal(survivor)])
     engine._audit("merged", [survivor.id, *present[1:]])
+
+
+def _supersede(engine: "MemoryEngine", codec: "RecordCodec", action: Action) -> None:
+    """The newer memory contradicts the older: the older stops being valid, kept in history."""
+    from memos_cli.engine import _end_validity
+
+    assert action.into is not None
+    present = _present(engine, [action.into, *action.ids])
+    if len(present) < 2:
+        return
+    newer = codec.open(engine.store.get([action.into])[0])
+    for old_id in present[1:]:
+        engine._modify(codec, old_id, _end_validity, "superseded", None)
+        newer.derived_from.append(old_id)
+    engine.store.update([newer.id], [codec.seal(newer)])
 
 
 def _summarise(engine: "MemoryEngine", codec: "RecordCodec", action: Action,
@@ -226,6 +244,9 @@ def describe(action: Action, memories: dict[str, Any]) -> list[str]:
         lines = [f"merge into {label(action.into or '')}  ({action.reason})"]
         lines += [f"  - {label(i)}" for i in action.ids]
         return lines
+    if action.kind == "supersede":
+        return [f"supersede {label(action.ids[0])}", f"  by {label(action.into or '')}  "
+                                                      f"({action.reason})"]
     if action.kind == "summarise":
         lines = [f"summarise {len(action.ids)} episode(s)  ({action.reason})"]
         lines += [f"  + {text!r}" for text in action.texts]

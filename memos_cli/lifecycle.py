@@ -40,6 +40,7 @@ class Rules:
     archive_score: float = 0.2  # short-term below this, and older than archive_age_days -> archived
     archive_age_days: float = 60.0
     merge_similarity: float = 0.92  # cosine at or above: near-duplicates
+    contradiction_similarity: float = 0.75  # from here up to merge_similarity: ask a model
     episode_age_days: float = 14.0  # older episodes are summarised (with a model)
     cap_working: int = 200
     cap_short: int = 20000
@@ -85,12 +86,12 @@ def age_days(memory: Memory, now: datetime) -> float:
 
 @dataclass
 class Action:
-    """One step of a plan. ``kind``: merge, summarise, promote, demote, archive."""
+    """One step of a plan. ``kind``: merge, supersede, summarise, promote, demote, archive."""
 
     kind: str
     ids: list[str]  # the memories acted on (for merge: the ones merged away)
     reason: str
-    into: str | None = None  # merge: the survivor
+    into: str | None = None  # merge: the survivor; supersede: the newer memory
     texts: list[str] = field(default_factory=list)  # summarise: the new facts
 
     def to_json(self) -> dict[str, Any]:
@@ -113,20 +114,24 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         return {"actions": [a.to_json() for a in self.actions], "skipped": self.skipped,
                 "summary": {k: self.count(k) for k in
-                            ("merge", "summarise", "promote", "demote", "archive")}}
+                            ("merge", "supersede", "summarise", "promote", "demote", "archive")}}
 
 
 Summariser = Callable[[list[str]], list[str]]  # episode texts -> lasting facts
+Judge = Callable[[str, str], bool]  # (older, newer) -> does the newer contradict the older?
+MAX_JUDGED_PAIRS = 200  # bounds the model calls one consolidation makes
 
 
 def plan_consolidation(memories: Sequence[Memory], vectors: dict[str, np.ndarray],
-                       now: datetime, rules: Rules,
-                       summarise: Summariser | None = None) -> Plan:
+                       now: datetime, rules: Rules, summarise: Summariser | None = None,
+                       judge: Judge | None = None) -> Plan:
     """Decide what a consolidation would do, without doing it."""
     plan = Plan()
     active = [m for m in memories if m.status == "active"]
     merged = _plan_merges(active, vectors, rules, plan)
     remaining = [m for m in active if m.id not in merged]
+    superseded = _plan_contradictions(remaining, vectors, rules, judge, plan)
+    remaining = [m for m in remaining if m.id not in superseded]
     summarised = _plan_summaries(remaining, now, rules, summarise, plan)
     remaining = [m for m in remaining if m.id not in summarised]
     _plan_tiers(remaining, now, rules, plan)
@@ -137,9 +142,6 @@ def _plan_merges(active: list[Memory], vectors: dict[str, np.ndarray], rules: Ru
                  plan: Plan) -> set[str]:
     """Group near-duplicates; the oldest of each group survives, the rest merge into it."""
     usable = [m for m in active if m.id in vectors and m.kind != "episode"]
-    if len(usable) < 2:
-        return set()
-    matrix = np.vstack([vectors[m.id] for m in usable]).astype(np.float32)
     parent = list(range(len(usable)))
 
     def root(i: int) -> int:
@@ -148,26 +150,65 @@ def _plan_merges(active: list[Memory], vectors: dict[str, np.ndarray], rules: Ru
             i = parent[i]
         return i
 
-    for start in range(0, len(usable), 1024):  # blockwise: memory stays bounded at 100k
-        block = matrix[start:start + 1024] @ matrix.T
-        for i, j in zip(*np.nonzero(block >= rules.merge_similarity)):
-            a, b = start + int(i), int(j)
-            if a < b:
-                parent[root(b)] = root(a)
+    for a, b, _similarity in _similar_pairs(usable, vectors, rules.merge_similarity, 2.0):
+        parent[root(b)] = root(a)
     groups: dict[int, list[Memory]] = {}
     for n, memory in enumerate(usable):
-        groups.setdefault(root(n), []).append(memory)
+        groups.setdefault(root(n), []).append(memory)  # in storage order
     gone: set[str] = set()
     for group in groups.values():
         if len(group) < 2:
             continue
-        group.sort(key=lambda m: (m.created_at, m.id))
+        group.sort(key=lambda m: m.created_at)  # stable: same-second ties keep storage order
         survivor, others = group[0], group[1:]
         plan.actions.append(Action("merge", [m.id for m in others],
                                    f"near-duplicates (cosine >= {rules.merge_similarity})",
                                    into=survivor.id))
         gone.update(m.id for m in others)
     return gone
+
+
+def _plan_contradictions(remaining: list[Memory], vectors: dict[str, np.ndarray],
+                         rules: Rules, judge: Judge | None, plan: Plan) -> set[str]:
+    """Similar facts that a model judges contradictory: the newer supersedes the older."""
+    facts = [m for m in remaining if m.id in vectors and m.kind in ("fact", "preference")]
+    pairs = sorted(_similar_pairs(facts, vectors, rules.contradiction_similarity,
+                                  rules.merge_similarity), key=lambda p: -p[2])[:MAX_JUDGED_PAIRS]
+    if not pairs:
+        return set()
+    if judge is None:
+        plan.skipped.append(f"contradictions: {len(pairs)} similar pair(s) not checked: "
+                            "no model configured")
+        return set()
+    retired: set[str] = set()
+    for a, b, _similarity in pairs:
+        # a < b is storage order: it breaks ties between memories of the same second.
+        older, newer = ((facts[a], facts[b]) if facts[a].created_at <= facts[b].created_at
+                        else (facts[b], facts[a]))
+        if older.id in retired or newer.id in retired:
+            continue
+        if judge(older.text, newer.text):
+            plan.actions.append(Action("supersede", [older.id], "contradicted by a newer memory",
+                                       into=newer.id))
+            retired.add(older.id)
+    return retired
+
+
+def _similar_pairs(memories: list[Memory], vectors: dict[str, np.ndarray], low: float,
+                   high: float) -> list[tuple[int, int, float]]:
+    """Index pairs (a < b) whose cosine is in [low, high), computed blockwise so memory
+    stays bounded at 100k memories."""
+    if len(memories) < 2:
+        return []
+    matrix = np.vstack([vectors[m.id] for m in memories]).astype(np.float32)
+    pairs = []
+    for start in range(0, len(memories), 1024):
+        block = matrix[start:start + 1024] @ matrix.T
+        for i, j in zip(*np.nonzero((block >= low) & (block < high))):
+            a, b = start + int(i), int(j)
+            if a < b:
+                pairs.append((a, b, float(block[i, j])))
+    return pairs
 
 
 def _plan_summaries(remaining: list[Memory], now: datetime, rules: Rules,

@@ -262,3 +262,22 @@ def test_chat_through_a_terminal_with_ctrl_c_during_the_answer(server, cli_proc)
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_offline_stores_only_what_the_user_states_about_themselves(cli):
+    result = cli("chat", "--offline", input="hello there\nI am left-handed\nmy sister is Ana\n")
+    assert "Noted" in result.out and "tell me about yourself" in result.out
+    texts = {m["text"]: m["kind"] for m in json.loads(cli("list", "--json").out)}
+    assert texts == {"I am left-handed": "fact", "my sister is Ana": "fact"}
+
+
+def test_consolidate_asks_the_model_about_contradictions(cli, server):
+    cli("remember", "My favourite colour is blue", "--kind", "preference")
+    cli("remember", "My favourite colour is green", "--kind", "preference")
+    server.extractions = ['{"contradicts": true}']
+    result = cli("consolidate", "--yes")
+    assert result.code == 0 and "supersede" in result.out
+    judged = [r for r in server.requests if "response_format" in r]
+    assert len(judged) == 1 and "First: My favourite colour is blue" in judged[0]["messages"][1]["content"]
+    assert [m["text"] for m in json.loads(cli("list", "--json").out)] == [
+        "My favourite colour is green"]

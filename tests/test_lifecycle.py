@@ -290,3 +290,25 @@ def test_consolidates_by_itself_after_enough_new_memories(cli, home, monkeypatch
             break
         time.sleep(0.5)
     assert any(e["cause"] == "consolidation (automatic, after new memories)" for e in events)
+
+
+def test_contradictions_need_a_model_and_the_newer_supersedes(engine_factory, clock):
+    eng = engine_factory()
+    old = eng.remember(NewMemory("the user lives in Leeds city centre", kind="fact")).memory
+    clock.advance(days=10)
+    new = eng.remember(NewMemory("the user lives in York city centre", kind="fact")).memory
+    without = consolidation.plan(eng)
+    assert without.count("supersede") == 0
+    assert any("contradictions" in note and "no model" in note for note in without.skipped)
+    asked = []
+
+    def judge(older, newer):
+        asked.append((older, newer))
+        return "Leeds" in older and "York" in newer
+
+    plan = consolidation.plan(eng, judge=judge)
+    assert asked == [(old.text, new.text)] and plan.count("supersede") == 1
+    consolidation.apply(eng, plan)
+    assert eng.show(old.id).status == "invalid" and eng.show(old.id).valid_to
+    assert eng.show(new.id).derived_from == [old.id]
+    assert [h.memory.id for h in eng.recall("where does the user live", 5)] == [new.id]

@@ -30,7 +30,8 @@ def consolidate(
     eng = engine()
     eng.cause = ("consolidation (automatic, after new memories)" if quiet
                  else f"consolidation ({eng.cause})")
-    plan = consolidation.plan(eng, summarise=_summariser(eng))
+    summarise, judge = _model_helpers(eng)
+    plan = consolidation.plan(eng, summarise=summarise, judge=judge)
     memories = {} if as_json else {m.id: m for m in eng.list(include_inactive=True)}
     if as_json and (dry_run or not yes):
         print_json(plan.to_json())
@@ -56,13 +57,11 @@ def consolidate(
             err(f"pruned {count} archived memory(ies) for good")
 
 
-def _summariser(eng):
-    """A model that turns old episodes into lasting facts, if one is configured."""
-    try:
-        from memos_cli.llm import episode_summariser
-    except ImportError:
-        return None
-    return episode_summariser(eng.paths)
+def _model_helpers(eng):
+    """With a model configured: (summariser of old episodes, judge of contradictions)."""
+    from memos_cli.llm import contradiction_judge, episode_summariser
+
+    return episode_summariser(eng.paths), contradiction_judge(eng.paths)
 
 
 def _print_plan(plan, memories) -> None:
