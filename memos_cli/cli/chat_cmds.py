@@ -17,7 +17,11 @@ HELP = """/recall Q   search your memories       /remember TEXT  store a memory
 /new        start a new session         /help          this text
 /exit       leave (or Ctrl-D)           Esc Enter      a new line in your message"""
 
+# Options chat and ask share (declared once so the two commands cannot drift apart).
 MODEL_FLAGS = {
+    "no_learn": typer.Option(False, "--no-learn", help="Write nothing (incognito)."),
+    "no_memory": typer.Option(False, "--no-memory", help="Read no memories."),
+    "offline": typer.Option(False, "--offline", help="Do not use a model."),
     "model": typer.Option(None, "--model", "-m", help="Model name (overrides the config)."),
     "base_url": typer.Option(None, "--base-url", help="OpenAI-compatible server URL."),
     "preset": typer.Option(None, "--preset", help="ollama, lmstudio, vllm, llamacpp or openai."),
@@ -40,22 +44,29 @@ def _model(eng, offline: bool, model: Optional[str], base_url: Optional[str],
     return chosen
 
 
+def _new_session(no_learn: bool, no_memory: bool, offline: bool, model: Optional[str],
+                 base_url: Optional[str], preset: Optional[str]):
+    from memos_cli.chat import ChatSession
+
+    eng = engine()
+    return eng, ChatSession(eng, _model(eng, offline, model, base_url, preset),
+                            learn=not no_learn, use_memory=not no_memory)
+
+
 @app.command(rich_help_panel="Chat")
 def chat(
     continue_: bool = typer.Option(False, "--continue", "-c", help="Continue the last session."),
-    no_learn: bool = typer.Option(False, "--no-learn", help="Write nothing (incognito)."),
-    no_memory: bool = typer.Option(False, "--no-memory", help="Read no memories."),
-    offline: bool = typer.Option(False, "--offline", help="Do not use a model."),
+    no_learn: bool = MODEL_FLAGS["no_learn"],
+    no_memory: bool = MODEL_FLAGS["no_memory"],
+    offline: bool = MODEL_FLAGS["offline"],
     model: Optional[str] = MODEL_FLAGS["model"],
     base_url: Optional[str] = MODEL_FLAGS["base_url"],
     preset: Optional[str] = MODEL_FLAGS["preset"],
 ) -> None:
     """Chat with a model that remembers you (slash commands: /help)."""
-    from memos_cli.chat import ChatSession, last_session
+    from memos_cli.chat import last_session
 
-    eng = engine()
-    session = ChatSession(eng, _model(eng, offline, model, base_url, preset),
-                          learn=not no_learn, use_memory=not no_memory)
+    eng, session = _new_session(no_learn, no_memory, offline, model, base_url, preset)
     if continue_:
         session.session_id, session.history = _continued(last_session(eng), session.session_id)
     read = _terminal_lines() if stdin_is_terminal() else _piped_lines()
@@ -219,20 +230,16 @@ def ask(
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer when complete."),
     as_json: bool = typer.Option(False, "--json",
                                  help="Print {answer, memories_used, memories_changed}."),
-    no_learn: bool = typer.Option(False, "--no-learn", help="Write nothing (incognito)."),
-    no_memory: bool = typer.Option(False, "--no-memory", help="Read no memories."),
-    offline: bool = typer.Option(False, "--offline", help="Do not use a model."),
+    no_learn: bool = MODEL_FLAGS["no_learn"],
+    no_memory: bool = MODEL_FLAGS["no_memory"],
+    offline: bool = MODEL_FLAGS["offline"],
     model: Optional[str] = MODEL_FLAGS["model"],
     base_url: Optional[str] = MODEL_FLAGS["base_url"],
     preset: Optional[str] = MODEL_FLAGS["preset"],
 ) -> None:
     """Ask one question, for scripts: git diff | memos ask "review this"."""
-    from memos_cli.chat import ChatSession
-
-    eng = engine()
     stdin_text = None if stdin_is_terminal() else (sys.stdin.read() or None)
-    session = ChatSession(eng, _model(eng, offline, model, base_url, preset),
-                          learn=not no_learn, use_memory=not no_memory)
+    _eng, session = _new_session(no_learn, no_memory, offline, model, base_url, preset)
     chunks = session.respond(question, stdin_text)
     if as_json or no_stream:
         answer = "".join(chunks)
