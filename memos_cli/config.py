@@ -115,7 +115,7 @@ def llm_settings(paths: Paths, flags: Mapping[str, Any] | None = None,
 SETTABLE = {
     "llm": {"preset": str, "base_url": str, "model": str, "timeout": float, "temperature": float},
     "embedding": {"model": str, "base_url": str, "timeout": float},
-    "store": {"url": str},
+    "store": {"url": str, "ca": str},
 }
 SECRET_KEYS = {"llm.api_key", "embedding.api_key", "store.token"}  # in the vault, never the file
 
@@ -179,8 +179,20 @@ def _toml(value: Any) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
-def store_url(paths: Paths, flag: str | None = None,
-              env: Mapping[str, str] | None = None) -> str | None:
-    """The Chroma server to use (``--store``, ``MEMOS_STORE``, ``[store] url``), or None: local."""
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where the store is: a Chroma server (``url``; None: the local folder), its token, CA."""
+
+    url: str | None = None
+    token: str | None = None  # from the environment; the vault's is read once the key is open
+    ca: str | None = None  # a CA bundle for a server whose TLS certificate is self-signed
+
+
+def store_settings(paths: Paths, flag: str | None = None,
+                   env: Mapping[str, str] | None = None) -> StoreSettings:
+    """The store to use: ``--store``, then ``MEMOS_STORE``, then ``[store] url``; else local."""
     env = os.environ if env is None else env
-    return flag or env.get("MEMOS_STORE") or read_config(paths).get("store", {}).get("url")
+    section = read_config(paths).get("store", {})
+    return StoreSettings(url=flag or env.get("MEMOS_STORE") or section.get("url"),
+                         token=env.get("MEMOS_STORE_TOKEN"),
+                         ca=env.get("MEMOS_STORE_CA") or section.get("ca"))

@@ -10,7 +10,6 @@ process leaves the store as it was before, never half-written.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import numpy as np
 from memos_cli import crypto
 from memos_cli.atomic import write_atomic
 from memos_cli.audit import AuditLog, Event
-from memos_cli.config import embedding_settings, store_url
+from memos_cli.config import embedding_settings, store_settings
 from memos_cli.errors import (IntegrityError, NotFoundError, StoreMismatchError, UsageError,
                               VersionError, WrongKeyError)
 from memos_cli.keys import KeyStore, PassphraseSource, Unlocked, env_passphrase
@@ -92,8 +91,8 @@ class MemoryEngine:
         self._notice = notice or self.notices.append
         self.keys = KeyStore(self.paths, self.profile, passphrase=passphrase,
                              use_keyring=use_keyring, notice=self._notice)
-        url = store_url(self.paths, store)
-        remote = Remote(url, os.environ.get("MEMOS_STORE_TOKEN")) if url else None
+        where = store_settings(self.paths, store)
+        remote = Remote(where.url, where.token, where.ca) if where.url else None
         self.store = ChromaStore(self.paths.chroma_dir, self.profile, remote)
         self._embedder = embedder
         self._unlocked: Unlocked | None = None
@@ -160,10 +159,7 @@ class MemoryEngine:
         assert self._unlocked is not None
         if self._codec is not None:
             return self._codec
-        remote = self.store.remote
-        if remote is not None and remote.token is None:
-            remote.token = Vault(self.paths.vault_file(self.profile), self.profile).read(
-                self._index_key()).get("store.token")
+        self._load_store_token()
         self._recover_reindex()
         if not self.store.exists():
             if not create:
@@ -176,6 +172,13 @@ class MemoryEngine:
         if self._unlocked.next is not None:
             self._rotate_rows()
         return self._codec
+
+    def _load_store_token(self) -> None:
+        """A server's token from the vault, unless the environment gave one (needs the key)."""
+        remote = self.store.remote
+        if remote is not None and remote.token is None and self._unlocked is not None:
+            remote.token = Vault(self.paths.vault_file(self.profile), self.profile).read(
+                self._index_key()).get("store.token")
 
     def _check_store(self, meta: dict[str, Any]) -> None:
         assert self._unlocked is not None
@@ -324,10 +327,31 @@ class MemoryEngine:
             return self.keys.export(self._unlocked, passphrase)
 
     def import_key(self, exported: dict[str, Any], passphrase: str) -> None:
-        """Join a store made elsewhere (a shared Chroma server) by adopting its key."""
+        """Join a store made elsewhere (a shared Chroma server) by adopting its key.
+
+        A key this machine already has is replaced only if no store opens with it (an
+        earlier ``config set`` of a secret made it); its vault is re-sealed, not lost.
+        """
         with store_lock(self.paths.lock_file):
-            self._unlocked = self.keys.import_key(exported, passphrase)
+            unused = self._unused_key()
+            self._unlocked = self.keys.import_key(exported, passphrase, replace=unused is not None)
+            if unused is not None:
+                self._rekey_side_files(unused, self._unlocked.current.key)
             self._audit("key changed", [])
+
+    def _unused_key(self) -> bytes | None:
+        """This profile's data key if it has one that opens no store; None if it has none.
+
+        Raises if memories are stored under it: replacing it would orphan them.
+        """
+        if not self.keys.exists():
+            return None
+        self._unlocked = self.keys.unlock()
+        self._load_store_token()
+        if self.store.exists() and self.store.meta().get("key_id") == self._unlocked.current.key_id:
+            raise UsageError(f"profile {self.profile!r} already has memories under its own key: "
+                             "importing another would orphan them (use another --profile)")
+        return self._unlocked.current.key
 
     # --- secrets (API keys) -----------------------------------------------------------------
 
@@ -341,8 +365,14 @@ class MemoryEngine:
             self._index_key()).get(name)
 
     def set_secret(self, name: str, value: str | None) -> None:
-        """Store (or with None, remove) a secret in the vault, sealed."""
-        with self._session(write=True):
+        """Store (or with None, remove) a secret in the vault, sealed.
+
+        Only the key is needed, not the store: a server's token is set before memos
+        can reach the server.
+        """
+        with store_lock(self.paths.lock_file):
+            if self._unlocked is None:
+                self._unlocked = self.keys.unlock() if self.keys.exists() else self.keys.create()
             vault = Vault(self.paths.vault_file(self.profile), self.profile)
             secrets_ = vault.read(self._index_key())
             if value is None:
@@ -887,14 +917,18 @@ class MemoryEngine:
             self.store.compact()  # old ciphertexts leave SQLite's free pages
         self._unlocked = self.keys.finish_rotation(self._unlocked)
         self._codec = RecordCodec(self._unlocked)
+        self._rekey_side_files(old.key, new.key)
+        self._audit("key changed", [], count=count)
+        return count
+
+    def _rekey_side_files(self, old: bytes, new: bytes) -> None:
+        """Re-seal the audit trail, vault and usage counts under a new data key."""
         # The index was sealed under the old key: drop it; it is rebuilt when next needed.
         self.paths.keyword_file(self.profile).unlink(missing_ok=True)
         self._keywords = None
-        self.audit_log.rewrite(self._unlocked.current.key, self.audit_log.read(old.key))
-        Vault(self.paths.vault_file(self.profile), self.profile).rekey(old.key, new.key)
-        self.usage.rekey(old.key, new.key)
-        self._audit("key changed", [], count=count)
-        return count
+        self.audit_log.rewrite(new, self.audit_log.read(old))
+        Vault(self.paths.vault_file(self.profile), self.profile).rekey(old, new)
+        self.usage.rekey(old, new)
 
 
 _ACTIONS_BY_REASON = {"update": "updated", "superseded": "superseded",

@@ -79,6 +79,12 @@ class VersionError(MemosError):
     exit_code = ExitCode.ERROR
 
 
+class ServerError(MemosError):
+    """A Chroma server answered, but memos cannot use it (an untrusted TLS certificate)."""
+
+    exit_code = ExitCode.ERROR
+
+
 class StoreMismatchError(MemosError):
     """The store was built with another embedding model or dimension."""
 

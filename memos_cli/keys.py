@@ -283,9 +283,9 @@ class KeyStore:
                 "key_id": key.key_id, "kdf": params.to_json(),
                 "wrapped": crypto.b64e(crypto.wrap_key(kek, key.key, key.key_id))}
 
-    def import_key(self, doc: dict[str, Any], passphrase: str) -> Unlocked:
-        """Adopt an exported data key; the profile must have no key yet."""
-        if self.exists():
+    def import_key(self, doc: dict[str, Any], passphrase: str, replace: bool = False) -> Unlocked:
+        """Adopt an exported data key; the profile must have no key yet, unless ``replace``."""
+        if self.exists() and not replace:
             raise UsageError(f"profile {self.profile!r} already has a key: importing another "
                              "would orphan its memories (use another --profile)")
         if doc.get("format") != EXPORT_FORMAT:

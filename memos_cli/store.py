@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
-import uuid
 import sqlite3
+import sys
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from memos_cli.errors import BusyError, MemosError, UsageError, VersionError
+from memos_cli.errors import (BusyError, MemosError, ServerError, UsageError, VersionError,
+                              WrongKeyError)
 
 # Flush the HNSW index after every couple of writes: an update that overwrites a
 # vector before deletion only erases the old copy once the index is written.
@@ -96,13 +98,15 @@ class ChromaStore:
         try:
             self._collection = self._connect().get_collection(collection_name(self.profile))
             return True
-        except Exception as exc:  # chromadb raises NotFoundError / ValueError by version
-            if "does not exist" in str(exc) or "not found" in str(exc).lower():
+        except Exception as exc:
+            if _missing(exc):
                 return False
             raise
 
     def create(self, meta: dict[str, Any]) -> None:
-        self._collection = self._connect().create_collection(
+        # get_or_create: a retried create on a server, or another machine's create at
+        # the same moment, finds the collection instead of failing (its meta is checked).
+        self._collection = self._connect().get_or_create_collection(
             collection_name(self.profile), embedding_function=None, metadata=meta,
             configuration={"hnsw": {"space": "cosine", "sync_threshold": HNSW_SYNC_THRESHOLD}})
 
@@ -212,7 +216,11 @@ class ChromaStore:
     def drop(self) -> None:
         """Delete the whole collection, its segment folders and its freed pages."""
         if self.exists():
-            self._connect().delete_collection(collection_name(self.profile))
+            try:
+                self._connect().delete_collection(collection_name(self.profile))
+            except Exception as exc:  # a retried delete on a server finds it gone
+                if not _missing(exc):
+                    raise
         self._collection = None
         self.compact()
 
@@ -269,44 +277,125 @@ def _rows(got: dict[str, Any], with_vectors: bool) -> list[Row]:
             for n, (i, m) in enumerate(zip(got["ids"], metas))]
 
 
+def _missing(exc: Exception) -> bool:
+    """Whether chromadb failed because the collection does not exist (its error type
+    differs between versions and between local and HTTP clients; the message does not)."""
+    return "does not exist" in str(exc) or "not found" in str(exc).lower()
+
+
 def _looks_like_segment(name: str) -> bool:
     parts = name.split("-")
     return len(parts) == 5 and all(c in "0123456789abcdef-" for c in name)
 
 
 class Remote:
-    """Where a Chroma server is, and how to reach it: ``http(s)://host:port`` and a token."""
+    """Where a Chroma server is and how to reach it: ``http(s)://host:port``, a token, a CA.
+
+    Every call to the server goes through ``call``, which retries while the server
+    cannot be reached and then raises ``BusyError``. Retrying is safe because every
+    write memos makes is idempotent: Chroma ignores an ``add`` of an id it already
+    holds, and updates, deletes and metadata changes set a state rather than change it.
+    """
 
     RETRIES = (0.5, 1.0, 2.0)  # seconds between attempts to reach a server that is down
+    PROBE_TIMEOUT = 10.0  # seconds; chromadb's own client waits forever
 
-    def __init__(self, url: str, token: str | None = None) -> None:
+    def __init__(self, url: str, token: str | None = None, ca: str | None = None) -> None:
         from urllib.parse import urlparse
 
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise UsageError(f"not a Chroma server URL: {url!r} (use http://host:port)")
-        self.url, self.token = url, token
+        self.url, self.token, self.ca = url.rstrip("/"), token, ca
         self.host, self.ssl = parsed.hostname, parsed.scheme == "https"
         self.port = parsed.port or (443 if self.ssl else 8000)
 
-    def connect(self, settings: Any) -> Any:
-        import time
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else None
 
+    def connect(self, settings: Any) -> Any:
+        """A chromadb client for the server, after checking that it is a Chroma 1.x."""
         import chromadb
 
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
-        for delay in (*self.RETRIES, None):
+        version = self.call(self._probe)
+        if not version.startswith("1."):
+            raise VersionError(f"the Chroma server at {self.url} runs version {version}; "
+                               "memos needs a 1.x server")
+        if self.ca:
+            settings.chroma_server_ssl_verify = self.ca
+        client = self.call(chromadb.HttpClient, host=self.host, port=self.port, ssl=self.ssl,
+                           headers=self.headers, settings=settings)
+        return _Retrying(client, self)
+
+    def _probe(self) -> str:
+        """The server's version, asked directly so that each failure gets its own message."""
+        import ssl
+
+        import httpx
+
+        verify = ssl.create_default_context(cafile=self.ca) if self.ca else True
+        try:
+            reply = httpx.get(f"{self.url}/api/v2/version", headers=self.headers,
+                              timeout=self.PROBE_TIMEOUT, verify=verify)
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise ServerError(f"the TLS certificate of {self.url} is not trusted: set "
+                                  "store.ca (or MEMOS_STORE_CA) to its CA file") from None
+            raise
+        if reply.status_code in (401, 403):
+            raise WrongKeyError(f"the server at {self.url} refused the token (HTTP "
+                                f"{reply.status_code}): set store.token or MEMOS_STORE_TOKEN")
+        try:
+            version = reply.json() if reply.status_code == 200 else None
+        except ValueError:
+            version = None
+        if not isinstance(version, str):
+            raise VersionError(f"{self.url} does not answer like a Chroma 1.x server "
+                               f"(HTTP {reply.status_code} for /api/v2/version)")
+        return version
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, retried while the server cannot be reached."""
+        delays = iter(self.RETRIES)
+        while True:
             try:
-                client = chromadb.HttpClient(host=self.host, port=self.port, ssl=self.ssl,
-                                             headers=headers, settings=settings)
-                version = client.get_version()
-                break
-            except Exception:  # chromadb raises several transport errors; all mean "down"
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if not _unreachable(exc):
+                    raise
+                delay = next(delays, None)
                 if delay is None:
                     raise BusyError(f"the memory server at {self.url} is unreachable "
                                     f"(tried {len(self.RETRIES) + 1} times)") from None
                 time.sleep(delay)
-        if not str(version).startswith("1."):
-            raise VersionError(f"the Chroma server at {self.url} runs version {version}; "
-                               "memos needs a 1.x server")
-        return client
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Whether a chromadb call failed because the server could not be reached."""
+    import httpx
+
+    # chromadb reports a refused connection while it checks the tenant as a ValueError.
+    return isinstance(exc, httpx.TransportError) or (
+        isinstance(exc, ValueError) and "Could not connect to a Chroma server" in str(exc))
+
+
+class _Retrying:
+    """A chromadb client or collection on a server: each method call goes through
+    ``Remote.call``, and the collections it returns are wrapped the same way."""
+
+    def __init__(self, target: Any, remote: Remote) -> None:
+        self._target, self._remote = target, remote
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from chromadb.api.models.Collection import Collection
+
+            result = self._remote.call(value, *args, **kwargs)
+            return _Retrying(result, self._remote) if isinstance(result, Collection) else result
+
+        return call

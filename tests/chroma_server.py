@@ -1,4 +1,8 @@
-"""A real Chroma server (``chroma run``, from the chromadb package) on 127.0.0.1, for tests."""
+"""A real Chroma server (``chroma run``, from the chromadb package) on 127.0.0.1, for tests.
+
+``chroma_server`` is one server for the whole session, however many test modules
+import the fixture; ``ChromaServer`` starts a private one for tests that stop it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Iterator
+
+import pytest
 
 
 def free_port() -> int:
@@ -37,7 +44,7 @@ class ChromaServer:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return self
             except OSError:
-                time.sleep(0.2)
+                time.sleep(0.1)
         self.stop()
         raise RuntimeError("the Chroma server did not start within 60 s")
 
@@ -49,3 +56,24 @@ class ChromaServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
             self.process = None
+
+    def wipe(self) -> None:
+        """Delete every collection, so the next test starts on an empty server."""
+        import chromadb
+        from chromadb.config import Settings
+
+        client = chromadb.HttpClient(host="127.0.0.1", port=self.port,
+                                     settings=Settings(anonymized_telemetry=False))
+        for collection in client.list_collections():
+            client.delete_collection(collection.name)
+
+
+_SHARED: list[ChromaServer] = []
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory) -> Iterator[ChromaServer]:
+    if not _SHARED:
+        _SHARED.append(ChromaServer(tmp_path_factory.mktemp("chroma-server")).start())
+    yield _SHARED[0]
+    _SHARED[0].stop()  # each importing module's copy of this fixture ends at session end
