@@ -3,11 +3,18 @@
 The file is safe to keep anywhere (a cloud folder included): its content is sealed
 under a random content key, and both that key and the profile's data key are
 wrapped by a key derived from a backup passphrase (Argon2id or scrypt, as for the
-store). Layout: magic, a plaintext header (format version, KDF parameters, wrapped
-keys; no memory data), then length-prefixed sealed chunks, each bound to the header
-and to its position, the last one an end marker with the counts. A flipped byte
-anywhere, a truncation, or reordered chunks fail the check. Restore reads the file
-twice, checking every chunk before it writes anything, and journals what it adds.
+store), so a new machine needs only the file and the passphrase. Layout: magic, a
+plaintext header (format version, KDF parameters, wrapped keys; no memory data),
+then length-prefixed sealed chunks, each bound to the header and to its position,
+the last one an end marker with the counts. A flipped byte anywhere, a truncation,
+or reordered chunks fail the check. Neither side holds more than one chunk in memory.
+
+Restore is all or nothing. It reads the file twice: first to check every chunk,
+then to build the profile beside the old one (a staging collection, and files named
+``*.restore``); then it swaps them in with idempotent steps recorded by a marker
+file, so a crash at any point leaves the old profile or the new one, and the next
+memos command finishes or undoes the swap. This module never prints and never asks
+for a passphrase.
 """
 
 from __future__ import annotations
@@ -24,15 +31,24 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 
 from memos_cli import crypto
+from memos_cli.atomic import write_atomic
+from memos_cli.audit import AuditLog
 from memos_cli.errors import BadInputError, IntegrityError, UsageError, VersionError
-from memos_cli.keys import DataKey
+from memos_cli.keys import DataKey, Unlocked
+from memos_cli.lock import store_lock
+from memos_cli.paths import ensure_private_dir
+from memos_cli.usage import UsageLog
+from memos_cli.vault import Vault
 
 if TYPE_CHECKING:
     from memos_cli.engine import MemoryEngine
+    from memos_cli.store import ChromaStore
 
 MAGIC = b"MEMOSBAK"
 BACKUP_VERSION = 1
+MARKER_VERSION = 1
 ROWS_PER_CHUNK = 500
+STAGED = ".restore"  # suffix of the staging collection's profile name and of staged files
 Progress = Callable[[int, int], None]
 
 
@@ -45,11 +61,9 @@ def write_backup(engine: "MemoryEngine", target: Path, passphrase: str,
         if codec is None:
             raise UsageError("this profile is empty: nothing to back up")
         unlocked = engine._unlocked
-        assert unlocked is not None
-        if unlocked.next is not None:
-            raise UsageError("a key rotation is unfinished: run any memos command first")
+        assert unlocked is not None and unlocked.next is None  # opening finished any rotation
         total = engine.store.count()
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as out:
                 os.fchmod(out.fileno(), 0o600)
@@ -117,23 +131,57 @@ def _side_files(engine: "MemoryEngine") -> dict[str, Path]:
 # --- reading --------------------------------------------------------------------------------
 
 
-def read_chunks(source: Path, passphrase: str) -> tuple[DataKey, Iterator[dict[str, Any]]]:
-    """Open a backup: (its data key, an iterator over its checked chunks)."""
-    handle = open(source, "rb")
-    try:
-        header = _read_header(handle)
-        doc = _parse_header(header)
+class Opened:
+    """A backup whose header and keys checked out; ``chunks()`` streams its content."""
+
+    def __init__(self, source: Path, passphrase: str) -> None:
+        self.source, self.size = source, source.stat().st_size
+        with open(source, "rb") as handle:
+            self.header = _read_header(handle)
+            self.offset = handle.tell()
+        doc = _parse_header(self.header)
         kek = crypto.derive_kek(passphrase, crypto.KdfParams.from_json(doc["kdf"]))
         backup_id = doc["backup_id"]
-        data_key = crypto.unwrap_key_with_context(kek, crypto.b64d(doc["data_key"]),
-                                                  f"backup/{backup_id}/data-key")
-        content_key = crypto.unwrap_key_with_context(kek, crypto.b64d(doc["content_key"]),
-                                                     f"backup/{backup_id}/content")
-    except BaseException:
-        handle.close()
-        raise
-    binding = f"backup/{backup_id}/{hashlib.sha256(header).hexdigest()}"
-    return DataKey(doc["key_id"], data_key), _chunks(handle, content_key, binding)
+        self.key = DataKey(doc["key_id"], crypto.unwrap_key_with_context(
+            kek, crypto.b64d(doc["data_key"]), f"backup/{backup_id}/data-key"))
+        self._content_key = crypto.unwrap_key_with_context(
+            kek, crypto.b64d(doc["content_key"]), f"backup/{backup_id}/content")
+        self.profile = str(doc.get("profile", ""))
+        self._binding = f"backup/{backup_id}/{hashlib.sha256(self.header).hexdigest()}"
+
+    def chunks(self, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+        """Every chunk, checked, in order; raises IntegrityError at the first bad byte."""
+        with open(self.source, "rb") as handle:
+            handle.seek(self.offset)
+            number, ended = 0, False
+            while prefix := handle.read(4):
+                if ended or len(prefix) < 4:
+                    raise IntegrityError("the backup has bytes after its end, or is cut short")
+                (length,) = struct.unpack(">I", prefix)
+                blob = handle.read(length)
+                if len(blob) != length:
+                    raise IntegrityError("the backup is cut short")
+                chunk = json.loads(crypto.unseal(self._content_key, blob,
+                                                 f"{self._binding}/{number}"))
+                number += 1
+                ended = chunk.get("kind") == "end"
+                if ended and chunk.get("chunks") != number:
+                    raise IntegrityError("the backup's chunks do not add up")
+                if progress:
+                    progress(handle.tell(), self.size)
+                yield chunk
+            if not ended:
+                raise IntegrityError("the backup is cut short (no end marker)")
+
+    def verify(self, progress: Progress | None = None) -> int:
+        """Check every byte; returns the number of memories the backup holds."""
+        rows = 0
+        for chunk in self.chunks(progress):
+            if chunk["kind"] == "rows":
+                rows += len(chunk["rows"])
+            elif chunk["kind"] == "end" and chunk["rows"] != rows:
+                raise IntegrityError("the backup's row count does not match its end marker")
+        return rows
 
 
 def _read_header(handle: IO[bytes]) -> bytes:
@@ -164,78 +212,151 @@ def _parse_header(header: bytes) -> dict[str, Any]:
     return doc
 
 
-def _chunks(handle: IO[bytes], key: bytes, binding: str) -> Iterator[dict[str, Any]]:
-    with handle:
-        number, ended = 0, False
-        while True:
-            prefix = handle.read(4)
-            if not prefix:
-                break
-            if ended or len(prefix) < 4:
-                raise IntegrityError("the backup has bytes after its end, or is cut short")
-            (length,) = struct.unpack(">I", prefix)
-            blob = handle.read(length)
-            if len(blob) != length:
-                raise IntegrityError("the backup is cut short")
-            chunk = json.loads(crypto.unseal(key, blob, f"{binding}/{number}"))
-            number += 1
-            ended = chunk.get("kind") == "end"
-            if ended and chunk.get("chunks") != number:
-                raise IntegrityError("the backup's chunks do not add up")
-            yield chunk
-        if not ended:
-            raise IntegrityError("the backup is cut short (no end marker)")
-
-
-def verify(source: Path, passphrase: str) -> tuple[DataKey, list[str]]:
-    """Check every byte of a backup; returns its data key and the ids it holds."""
-    key, chunks = read_chunks(source, passphrase)
-    ids: list[str] = []
-    for chunk in chunks:
-        if chunk["kind"] == "rows":
-            ids.extend(row["id"] for row in chunk["rows"])
-        elif chunk["kind"] == "end" and chunk["rows"] != len(ids):
-            raise IntegrityError("the backup's row count does not match its end marker")
-    return key, ids
+# --- restoring --------------------------------------------------------------------------------
 
 
 def restore(engine: "MemoryEngine", source: Path, passphrase: str, *, force: bool = False,
             progress: Progress | None = None) -> int:
-    """Restore a backup into this profile (empty, or replaced with ``force``)."""
-    key, ids = verify(source, passphrase)  # nothing is written unless all of it checks out
-    if engine.exists() or engine.store.exists():
-        if not force:
+    """Restore a backup into this profile (empty, or replaced with ``force``); all or nothing.
+
+    Replacing a profile keeps how its key is protected (passphrase, keyring or key
+    file), so its key is unlocked first; one that cannot be unlocked must be
+    destroyed with ``forget --all`` before restoring over it.
+    """
+    opened = Opened(source, passphrase)
+    count = opened.verify(_half(progress, 0))  # nothing is written unless all of it checks out
+    if engine.keys.exists():
+        engine._unlocked = engine.keys.unlock()  # may prompt: done before taking the lock
+        engine._load_store_token()
+    with store_lock(engine.paths.lock_file):
+        recover(engine)
+        if (engine.keys.exists() or engine.store.exists()) and not force:
             raise UsageError(f"profile {engine.profile!r} is not empty: restore refuses to "
                              "overwrite it without --force")
-        engine.forget_all()
-    engine.keys.create(existing=key)
-    engine._unlocked = None
-    _, chunks = read_chunks(source, passphrase)
-    with engine._session(write=True, create=False) as codec:
-        assert codec is None  # no collection yet: it is made from the backup's metadata
-        with engine._journal(ids):
-            done = 0
-            for chunk in chunks:
-                done += _restore_chunk(engine, chunk)
-                if progress:
-                    progress(done, len(ids))
-    engine._unlocked = engine._codec = engine._keywords = None
+        marker = {"version": MARKER_VERSION, "phase": "staging",
+                  "new_key": not engine.keys.exists(), "files": []}
+        _write_marker(engine, marker)
+        try:
+            marker["files"] = _stage(engine, opened, _half(progress, 1))
+        except BaseException:
+            _discard(engine, marker)
+            raise
+        _write_marker(engine, dict(marker, phase="commit"))
+        _finish(engine, marker)
+    engine._unlocked, engine._codec, engine._keywords = Unlocked(opened.key), None, None
     with engine._session(write=True):
-        engine._audit("restored", [], count=len(ids))
-    return len(ids)
+        engine._audit("restored", [], count=count)
+    return count
 
 
-def _restore_chunk(engine: "MemoryEngine", chunk: dict[str, Any]) -> int:
-    kind = chunk["kind"]
-    if kind == "meta":
-        engine.store.create(chunk["meta"])
-    elif kind == "rows":
-        rows = chunk["rows"]
-        vectors = np.vstack([np.frombuffer(crypto.b64d(r["vector"]), dtype="<f4") for r in rows])
-        engine.store.add([r["id"] for r in rows], vectors, [r["meta"] for r in rows])
-        return len(rows)
-    elif kind == "file" and chunk["name"] in _side_files(engine):
-        from memos_cli.atomic import write_atomic
+def _half(progress: Progress | None, which: int) -> Progress | None:
+    """Restore reads the file twice: each pass is one half of the progress bar."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(which * total + done, 2 * total)
 
-        write_atomic(_side_files(engine)[chunk["name"]], crypto.b64d(chunk["data"]))
-    return 0
+
+def _stage(engine: "MemoryEngine", opened: Opened, progress: Progress | None) -> list[str]:
+    """Build the restored profile beside the live one; returns the side files staged."""
+    staging = _staging_store(engine)
+    staging.drop()  # left by a restore killed before it wrote its marker
+    ensure_private_dir(engine.paths.keys_dir)
+    write_atomic(_staged(engine.keys.file), engine.keys.wrap(opened.key))
+    files = []
+    for chunk in opened.chunks(progress):
+        if chunk["kind"] == "meta":
+            staging.create(chunk["meta"])
+        elif chunk["kind"] == "rows":
+            rows = chunk["rows"]
+            vectors = np.vstack([np.frombuffer(crypto.b64d(r["vector"]), dtype="<f4")
+                                 for r in rows])
+            staging.add([r["id"] for r in rows], vectors, [r["meta"] for r in rows])
+        elif chunk["kind"] == "file" and chunk["name"] in _side_files(engine):
+            staged = _staged(_side_files(engine)[chunk["name"]])
+            write_atomic(staged, crypto.b64d(chunk["data"]))
+            _reseal(chunk["name"], staged, opened.key.key, opened.profile, engine.profile)
+            files.append(chunk["name"])
+    return files
+
+
+def _reseal(name: str, path: Path, key: bytes, source: str, target: str) -> None:
+    """Bind a side file sealed for profile ``source`` to profile ``target`` instead.
+
+    Each file is sealed with its profile's name as associated data (the contexts
+    below are the ones the engine uses), so a backup restored under another
+    profile name would otherwise be unreadable there.
+    """
+    if source == target:
+        return
+    if name == "audit":
+        AuditLog(path, f"audit/{target}").rewrite(key, AuditLog(path, f"audit/{source}").read(key))
+    elif name == "vault":
+        Vault(path, target).write(key, Vault(path, source).read(key))
+    elif name == "usage":
+        UsageLog(path, f"usage/{target}").replace(key, UsageLog(path, f"usage/{source}").load(key))
+
+
+def recover(engine: "MemoryEngine") -> None:
+    """Finish a restore killed after staging, or undo one killed before (under the lock)."""
+    path = engine.paths.restore_marker(engine.profile)
+    try:
+        marker = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return
+    except ValueError:  # torn marker: the swap had not begun (it is written atomically)
+        marker = {"phase": "staging", "files": [], "new_key": False}
+    if int(marker.get("version", 0)) > MARKER_VERSION:
+        raise VersionError(f"{path} was written by a later memos: upgrade memos")
+    if marker.get("phase") == "commit":
+        _finish(engine, marker)
+        engine._notice("notice: an interrupted restore was completed")
+    else:
+        _discard(engine, marker)
+        engine._notice("notice: an interrupted restore was undone")
+    engine._unlocked = engine._codec = engine._keywords = None
+
+
+def _finish(engine: "MemoryEngine", marker: dict[str, Any]) -> None:
+    """Swap the staged profile in. Every step can run again after a crash."""
+    staging = _staging_store(engine)
+    if staging.exists():
+        engine.store.drop()  # the old collection, its index folders and freed pages
+        staging.collection.modify(name=engine.store.collection_name)
+        engine.store.reset()
+    _replace(_staged(engine.keys.file), engine.keys.file)
+    for name, path in _side_files(engine).items():
+        if name in marker["files"]:
+            _replace(_staged(path), path)
+        else:  # the old profile's, sealed under its old key
+            path.unlink(missing_ok=True)
+    engine.paths.keyword_file(engine.profile).unlink(missing_ok=True)  # rebuilt when needed
+    engine.paths.journal_file(engine.profile).unlink(missing_ok=True)
+    engine.usage.reset()
+    engine.paths.restore_marker(engine.profile).unlink(missing_ok=True)
+
+
+def _discard(engine: "MemoryEngine", marker: dict[str, Any]) -> None:
+    """Remove what a restore staged, leaving the profile as it was."""
+    _staging_store(engine).drop()
+    for path in (engine.keys.file, *_side_files(engine).values()):
+        _staged(path).unlink(missing_ok=True)
+    if marker.get("new_key"):  # the KEK made for the staged key (key file or keyring entry)
+        engine.keys.destroy()
+    engine.paths.restore_marker(engine.profile).unlink(missing_ok=True)
+
+
+def _write_marker(engine: "MemoryEngine", marker: dict[str, Any]) -> None:
+    write_atomic(engine.paths.restore_marker(engine.profile), json.dumps(marker).encode())
+
+
+def _staging_store(engine: "MemoryEngine") -> "ChromaStore":
+    return engine.store.sibling(engine.profile + STAGED)
+
+
+def _staged(path: Path) -> Path:
+    return path.with_name(path.name + STAGED)
+
+
+def _replace(staged: Path, path: Path) -> None:
+    if staged.exists():
+        os.replace(staged, path)

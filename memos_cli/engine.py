@@ -129,6 +129,7 @@ class MemoryEngine:
         with store_lock(self.paths.lock_file):
             self._refresh_if_stale()
             self._recover_consolidation()
+            self._recover_restore()
             if self._unlocked is None:
                 if not self.keys.exists():
                     self._refuse_foreign_store()
@@ -235,6 +236,13 @@ class MemoryEngine:
             consolidation.recover(self)
             self._codec = None
             self._bump_generation()  # other processes must re-read the restored files
+
+    def _recover_restore(self) -> None:
+        if self.paths.restore_marker(self.profile).exists():
+            from memos_cli import backup
+
+            self._load_store_token()
+            backup.recover(self)
 
     def _bump_generation(self) -> None:
         token = secrets.token_hex(8)

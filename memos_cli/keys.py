@@ -104,17 +104,37 @@ class KeyStore:
 
     def _write(self, doc: dict[str, Any]) -> None:
         ensure_private_dir(self.paths.keys_dir)
-        write_atomic(self.file, (json.dumps(doc, indent=1) + "\n").encode(), mode=0o600)
+        write_atomic(self.file, _encode(doc), mode=0o600)
 
     # --- creating ----------------------------------------------------------------
 
     def create(self, existing: DataKey | None = None) -> Unlocked:
         """Make a new data key (or adopt ``existing``, from ``key import``) and wrap it
         with the best KEK source available."""
+        key = existing or DataKey(secrets.token_hex(8), crypto.random_key())
+        doc = self._new_doc(key)
+        self._write(doc)
+        return Unlocked(key)
+
+    def wrap(self, key: DataKey) -> bytes:
+        """A key file's content for ``key``, to be put in place later (by ``restore``).
+
+        An unlocked profile's KEK is kept, and so are its passphrase, keyring entry or
+        key file; a profile without a key gets the best KEK source available.
+        """
+        if self._kek is None or not self.exists():
+            return _encode(self._new_doc(key))
+        doc = self._read()
+        doc = {name: doc[name] for name in ("format", "version", "profile", "mode", "kdf")
+               if name in doc}
+        doc.update(key_id=key.key_id, created_at=to_iso(now_utc()),
+                   wrapped=crypto.b64e(crypto.wrap_key(self._kek, key.key, key.key_id)))
+        return _encode(doc)
+
+    def _new_doc(self, key: DataKey) -> dict[str, Any]:
         passphrase = os.environ.get("MEMOS_PASSPHRASE")
-        key_id = existing.key_id if existing else secrets.token_hex(8)
         doc: dict[str, Any] = {"format": KEYS_FORMAT, "version": KEYS_VERSION,
-                               "profile": self.profile, "key_id": key_id,
+                               "profile": self.profile, "key_id": key.key_id,
                                "created_at": to_iso(now_utc())}
         if passphrase:
             kek = self._passphrase_wrap_fields(doc, passphrase)
@@ -125,11 +145,9 @@ class KeyStore:
         else:
             kek = self._keyfile_create()
             doc["mode"] = "keyfile"
-        data_key = existing.key if existing else crypto.random_key()
-        doc["wrapped"] = crypto.b64e(crypto.wrap_key(kek, data_key, key_id))
-        self._write(doc)
+        doc["wrapped"] = crypto.b64e(crypto.wrap_key(kek, key.key, key.key_id))
         self._kek = kek
-        return Unlocked(DataKey(key_id, data_key))
+        return doc
 
     def _passphrase_wrap_fields(self, doc: dict[str, Any], passphrase: str) -> bytes:
         params = crypto.new_kdf_params()
@@ -308,6 +326,11 @@ class KeyStore:
         for path in (self.file, self.paths.secret_file(self.profile),
                      self.paths.vault_file(self.profile)):
             _shred(path)
+        self._kek = None
+
+
+def _encode(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=1) + "\n").encode()
 
 
 def _shred(path) -> None:

@@ -65,6 +65,10 @@ class Paths:
     def usage_file(self, profile: str) -> Path:
         return self.data_dir / f"{profile}.usage"
 
+    def restore_marker(self, profile: str) -> Path:
+        # Present only while a restore swaps a profile in (see backup.py).
+        return self.data_dir / f"{profile}.restore"
+
 
 def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:
     """Decide where everything lives, honouring ``MEMOS_HOME``."""

@@ -55,6 +55,14 @@ class UsageLog:
             memory.last_access = max(filter(None, (memory.last_access, last)))
         return memory
 
+    def load(self, key: bytes) -> dict[str, list]:
+        """Every recorded use: id -> [count, last ISO time]."""
+        return dict(self._load(key))
+
+    def replace(self, key: bytes, uses: dict[str, list]) -> None:
+        self._uses = dict(uses)
+        self._save(key)
+
     def rekey(self, old: bytes, new: bytes) -> None:
         uses = self._load(old)
         self._save(new, uses)
