@@ -566,12 +566,15 @@ class MemoryEngine:
             doomed, rebuilt = self._provenance(codec, full, cascade)
             index = self._keyword_index()
             self._strip_sources(codec, rebuilt, set(doomed))
-            self.store.scrub_delete(doomed, self._dim())
-            index.remove(doomed)
-            self._save_keywords()
             # The trail keeps that something was forgotten, and when; not which.
             self.audit_log.strike(self._index_key(), doomed)
             self.usage.forget(self._index_key(), doomed)
+            # Journalled like an add: if the server drops or memos is killed half-way,
+            # the deletion is finished (never undone) at the next open.
+            with self._journal(doomed):
+                self.store.scrub_delete(doomed, self._dim())
+            index.remove(doomed)
+            self._save_keywords()
             self._audit("forgotten", [], count=len(doomed))
             return len(doomed)
 

@@ -181,6 +181,29 @@ def test_server_dying_mid_write_is_exit_7_and_nothing_half_written(cli, private_
     assert "rolled back" in after.err
 
 
+def test_server_dying_mid_forget_is_exit_7_and_the_next_run_finishes_it(
+        cli, private_server, monkeypatch, quick_retries):
+    from memos_cli.store import ChromaStore
+
+    monkeypatch.setenv("MEMOS_STORE", private_server.url)
+    monkeypatch.setenv("MEMOS_PROFILE", "midforget")
+    doomed = cli("remember", "forget me during the outage").out.strip()
+    cli("remember", "keep me")
+    real_update = ChromaStore.update
+
+    def overwrite_then_lose_the_server(self, *args, **kwargs):
+        real_update(self, *args, **kwargs)  # the noise is written; the delete is not
+        private_server.stop()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ChromaStore, "update", overwrite_then_lose_the_server)
+        assert cli("forget", doomed, "--yes").code == 7
+    private_server.start()
+    after = cli("list", "--json")
+    assert after.code == 0 and [m["text"] for m in json.loads(after.out)] == ["keep me"]
+    assert cli("show", doomed).code == 3
+
+
 def test_a_server_back_within_the_retries_loses_nothing(cli, private_server, monkeypatch):
     from memos_cli.store import Remote
 
