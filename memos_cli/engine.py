@@ -40,6 +40,8 @@ STORE_FORMAT = 1
 CANDIDATES = 50  # from each retriever, before fusion (more when filters drop many)
 Progress = Callable[[int, int], None]  # (done, total)
 MIN_PREFIX = 4
+JOIN_HINT = (": run 'memos key export' on a machine that opens the store and "
+             "'memos key import FILE' here")
 
 
 @dataclass
@@ -153,8 +155,7 @@ class MemoryEngine:
         """A server store this machine has no key for was made elsewhere: say how to join."""
         if self.store.remote is not None and self.store.exists():
             raise WrongKeyError(f"profile {self.profile!r} on {self.store.remote.url} was made "
-                                "with a key this machine does not have: run 'memos key export' "
-                                "there and 'memos key import FILE' here")
+                                "with a key this machine does not have" + JOIN_HINT)
 
     def _open_store(self, create: bool) -> RecordCodec | None:
         assert self._unlocked is not None
@@ -187,8 +188,9 @@ class MemoryEngine:
             raise VersionError("this store was written by a later version of memos: upgrade memos")
         key = self._unlocked.by_id(str(meta.get("key_id")))
         if key is None:
+            elsewhere = self.store.remote is not None  # e.g. rotated by another machine
             raise WrongKeyError("this store was made with another key than the one in "
-                                f"{self.keys.file}")
+                                f"{self.keys.file}" + (JOIN_HINT if elsewhere else ""))
         try:
             crypto.unseal(key.key, crypto.b64d(meta["check"]), "check/" + key.key_id)
         except (IntegrityError, KeyError):

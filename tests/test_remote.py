@@ -140,11 +140,22 @@ def test_joining_after_setting_a_secret_keeps_it_and_a_used_key_is_kept(cli, rem
     assert json.loads(cli("list", "--json").out)[0]["text"] == "first machine's memory"
 
 
-def test_a_store_made_with_another_key_is_refused(cli, remote, tmp_path):
+def test_a_store_made_with_another_key_is_refused(cli, remote, tmp_path, monkeypatch):
     cli("remember", "first machine's memory")
     for command in (["list"], ["remember", "a stranger's memory"]):
         other = memos(*command, env=dict(os.environ, MEMOS_HOME=str(tmp_path / "stranger")))
         assert other.returncode == 4 and "key import" in other.stderr
+    # A key rotated on one machine: the other is told to import it again, and can.
+    monkeypatch.setenv("MEMOS_EXPORT_PASSPHRASE", "move-it")
+    cli("key", "export", str(tmp_path / "old.key"))
+    second = dict(os.environ, MEMOS_HOME=str(tmp_path / "second"))
+    assert memos("key", "import", str(tmp_path / "old.key"), env=second).returncode == 0
+    assert cli("key", "rotate").code == 0
+    stale = memos("list", env=second)
+    assert stale.returncode == 4 and "key import" in stale.stderr
+    cli("key", "export", str(tmp_path / "new.key"))
+    assert memos("key", "import", str(tmp_path / "new.key"), env=second).returncode == 0
+    assert "first machine's memory" in memos("list", env=second).stdout
 
 
 def test_server_down_is_exit_7_after_retries(cli, monkeypatch, home, quick_retries):
