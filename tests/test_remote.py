@@ -296,6 +296,8 @@ def test_an_unsupported_server_is_refused(cli, monkeypatch, version, status, mes
         fake.stop()
 
 
+# chromadb hands the CA file to httpx as a path, which httpx now deprecates.
+@pytest.mark.filterwarnings("ignore:`verify=<str>` is deprecated:DeprecationWarning")
 def test_tls_with_a_certificate_from_a_private_ca(cli, monkeypatch, tmp_path):
     fake = FakeChroma(tls_dir=tmp_path)
     try:

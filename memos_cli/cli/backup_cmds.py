@@ -31,7 +31,12 @@ def restore(
     path: Path = typer.Argument(..., help="A file from 'memos backup'."),
     force: bool = typer.Option(False, "--force", help="Replace a profile that is not empty."),
 ) -> None:
-    """Restore a backup into an empty profile (checks every byte before writing)."""
+    """Restore a backup into an empty profile, or replace one with --force.
+
+    Every byte is checked before anything is written; the swap is all or nothing.
+
+    Passphrase: MEMOS_BACKUP_PASSPHRASE, or asked for on a terminal.
+    """
     from memos_cli.backup import restore as restore_backup
 
     if not path.exists():
