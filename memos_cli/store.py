@@ -4,7 +4,9 @@ This module talks to chromadb and to Chroma's SQLite file; nothing else in memos
 does. It never sees plaintext: callers hand it ciphertext and rotated vectors.
 It also owns the no-trace deletion Chroma lacks: a forgotten row's vector is first
 overwritten in the index, then deleted, then SQLite is vacuumed and its WAL
-truncated, and folders of dropped collections are removed.
+truncated, and folders of dropped collections are removed. On a Chroma server
+(``Remote``) it checks the server's version first and retries each call while the
+server is unreachable; the server's SQLite file is out of its reach (SECURITY.md).
 """
 
 from __future__ import annotations
@@ -304,7 +306,9 @@ class Remote:
         from urllib.parse import urlparse
 
         parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        # chromadb's client takes a host and port only: a path would be silently dropped.
+        if parsed.scheme not in ("http", "https") or not parsed.hostname \
+                or parsed.path not in ("", "/"):
             raise UsageError(f"not a Chroma server URL: {url!r} (use http://host:port)")
         self.url, self.token, self.ca = url.rstrip("/"), token, ca
         self.host, self.ssl = parsed.hostname, parsed.scheme == "https"

@@ -163,8 +163,9 @@ def test_server_down_is_exit_7_after_retries(cli, monkeypatch, home, quick_retri
     result = cli("remember", "nowhere to go")
     assert result.code == 7 and "unreachable" in result.err and "3 times" in result.err
     assert not (home / "config" / "keys").exists()
-    monkeypatch.setenv("MEMOS_STORE", "ftp://nope")
-    assert cli("list").code == 2
+    for wrong in ("ftp://nope", "http://host:8000/under/a/path"):
+        monkeypatch.setenv("MEMOS_STORE", wrong)
+        assert cli("list").code == 2
 
 
 def test_server_dying_mid_write_is_exit_7_and_nothing_half_written(cli, private_server, home,
