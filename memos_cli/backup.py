@@ -259,7 +259,8 @@ def _half(progress: Progress | None, which: int) -> Progress | None:
 def _stage(engine: "MemoryEngine", opened: Opened, progress: Progress | None) -> list[str]:
     """Build the restored profile beside the live one; returns the side files staged."""
     staging = _staging_store(engine)
-    staging.drop()  # left by a restore killed before it wrote its marker
+    if staging.exists():  # left by a restore killed before it wrote its marker
+        staging.drop()
     ensure_private_dir(engine.paths.keys_dir)
     write_atomic(_staged(engine.keys.file), engine.keys.wrap(opened.key))
     files = []
@@ -337,7 +338,9 @@ def _finish(engine: "MemoryEngine", marker: dict[str, Any]) -> None:
 
 def _discard(engine: "MemoryEngine", marker: dict[str, Any]) -> None:
     """Remove what a restore staged, leaving the profile as it was."""
-    _staging_store(engine).drop()
+    staging = _staging_store(engine)
+    if staging.exists():
+        staging.drop()
     for path in (engine.keys.file, *_side_files(engine).values()):
         _staged(path).unlink(missing_ok=True)
     if marker.get("new_key"):  # the KEK made for the staged key (key file or keyring entry)
