@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from memos_cli.config import read_config
-from memos_cli.lifecycle import Action, Judge, Plan, Rules, Summariser, plan_consolidation
+from memos_cli.lifecycle import (Action, Judge, Plan, Rules, SameJudge, Summariser,
+                                plan_consolidation)
 from memos_cli.memory import Memory, Version
 from memos_cli.timeparse import now_utc, to_iso
 
@@ -35,7 +37,7 @@ def rules_for(engine: "MemoryEngine") -> Rules:
 
 
 def plan(engine: "MemoryEngine", summarise: Summariser | None = None,
-         judge: Judge | None = None) -> Plan:
+         judge: Judge | None = None, same: SameJudge | None = None) -> Plan:
     """What consolidating now would do (reads only)."""
     with engine._session(write=False) as codec:
         if codec is None:
@@ -43,7 +45,8 @@ def plan(engine: "MemoryEngine", summarise: Summariser | None = None,
         rows = list(engine.store.scan(with_vectors=True))
         memories = [m for _row, m in engine._open_rows(codec, rows)]
         vectors = {row.id: row.vector for row in rows}  # rotated: dot products are unchanged
-    return plan_consolidation(memories, vectors, now_utc(), rules_for(engine), summarise, judge)
+    return plan_consolidation(memories, vectors, now_utc(), rules_for(engine), summarise, judge,
+                              same)
 
 
 def apply(engine: "MemoryEngine", chosen: Plan,
@@ -155,6 +158,11 @@ def _present(engine: "MemoryEngine", ids: list[str]) -> list[str]:
 
 
 def _merge(engine: "MemoryEngine", codec: "RecordCodec", action: Action) -> None:
+    """Fold memories that say the same thing into the newest wording (``action.into``).
+
+    The others' wordings go into its history; it keeps the earliest record and
+    validity times, since the fact was known and true from the first time it was said.
+    """
     assert action.into is not None
     present = _present(engine, [action.into, *action.ids])
     if action.into not in present or len(present) < 2:
@@ -163,6 +171,7 @@ def _merge(engine: "MemoryEngine", codec: "RecordCodec", action: Action) -> None
     survivor = codec.open(rows[action.into])
     for memory_id in present[1:]:
         other = codec.open(rows[memory_id])
+        survivor.history += [replace(v, source_id=v.source_id or other.id) for v in other.history]
         survivor.history.append(Version(other.text, other.kind, list(other.tags),
                                         other.importance, other.updated_at, "merged",
                                         source_id=other.id))
@@ -170,10 +179,16 @@ def _merge(engine: "MemoryEngine", codec: "RecordCodec", action: Action) -> None
         survivor.importance = max(survivor.importance, other.importance)
         survivor.access_count += other.access_count
         survivor.derived_from.append(other.id)
+        survivor.created_at = min(survivor.created_at, other.created_at)
+        survivor.valid_from = min(_valid_from(survivor), _valid_from(other))
         engine._modify(codec, memory_id, _archive, "merged", None)
     survivor.updated_at = to_iso(now_utc())
     engine.store.update([survivor.id], [codec.seal(survivor)])
     engine._audit("merged", [survivor.id, *present[1:]])
+
+
+def _valid_from(memory: Memory) -> str:
+    return memory.valid_from or memory.created_at
 
 
 def _supersede(engine: "MemoryEngine", codec: "RecordCodec", action: Action) -> None:

@@ -5,7 +5,8 @@ Memories live in three tiers: ``working`` (the current session's context),
 preferences, instructions). A memory's keep-score mixes its importance, how
 recently it was used or changed (exponential decay with a half-life) and how often
 it was recalled. Consolidation reads the memories and plans, as data, what to do:
-merge near-duplicates, summarise old episodes (only with a model), promote, demote,
+merge memories that say the same thing (never merely similar ones: see sameness.py),
+summarise old episodes (only with a model), promote, demote,
 archive. The engine applies a plan all or nothing. This module decides; it never
 writes anything and never sees the store.
 """
@@ -20,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from memos_cli.memory import Memory
+from memos_cli.sameness import anchors, statement_key
 from memos_cli.timeparse import from_iso
 
 LONG_TERM_KINDS = ("instruction", "preference")
@@ -39,8 +41,8 @@ class Rules:
     demote_age_days: float = 90.0
     archive_score: float = 0.2  # short-term below this, and older than archive_age_days -> archived
     archive_age_days: float = 60.0
-    merge_similarity: float = 0.92  # cosine at or above: near-duplicates
-    contradiction_similarity: float = 0.75  # from here up to merge_similarity: ask a model
+    merge_similarity: float = 0.92  # cosine at or above: a model may be asked "the same fact?"
+    contradiction_similarity: float = 0.75  # from here up: a model may be asked "contradicts?"
     episode_age_days: float = 14.0  # older episodes are summarised (with a model)
     cap_working: int = 200
     cap_short: int = 20000
@@ -119,16 +121,17 @@ class Plan:
 
 Summariser = Callable[[list[str]], list[str]]  # episode texts -> lasting facts
 Judge = Callable[[str, str], bool]  # (older, newer) -> does the newer contradict the older?
+SameJudge = Callable[[str, str], bool]  # (one, other) -> do they state the same fact?
 MAX_JUDGED_PAIRS = 200  # bounds the model calls one consolidation makes
 
 
 def plan_consolidation(memories: Sequence[Memory], vectors: dict[str, np.ndarray],
                        now: datetime, rules: Rules, summarise: Summariser | None = None,
-                       judge: Judge | None = None) -> Plan:
+                       judge: Judge | None = None, same: SameJudge | None = None) -> Plan:
     """Decide what a consolidation would do, without doing it."""
     plan = Plan()
     active = [m for m in memories if m.status == "active"]
-    merged = _plan_merges(active, vectors, rules, plan)
+    merged = _plan_merges(active, vectors, rules, same, plan)
     remaining = [m for m in active if m.id not in merged]
     superseded = _plan_contradictions(remaining, vectors, rules, judge, plan)
     remaining = [m for m in remaining if m.id not in superseded]
@@ -139,41 +142,64 @@ def plan_consolidation(memories: Sequence[Memory], vectors: dict[str, np.ndarray
 
 
 def _plan_merges(active: list[Memory], vectors: dict[str, np.ndarray], rules: Rules,
-                 plan: Plan) -> set[str]:
-    """Group near-duplicates; the oldest of each group survives, the rest merge into it."""
-    usable = [m for m in active if m.id in vectors and m.kind != "episode"]
-    parent = list(range(len(usable)))
+                 same: SameJudge | None, plan: Plan) -> set[str]:
+    """Merge memories that say the same thing; the newest wording stays current.
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b, _similarity in _similar_pairs(usable, vectors, rules.merge_similarity, 2.0):
-        parent[root(b)] = root(a)
-    groups: dict[int, list[Memory]] = {}
-    for n, memory in enumerate(usable):
-        groups.setdefault(root(n), []).append(memory)  # in storage order
+    Without a model only equal statement keys merge (see sameness.py); with one,
+    similar pairs whose anchors agree are asked "same fact or different facts?".
+    """
+    usable = [m for m in active if m.kind != "episode"]
+    groups: dict[tuple[Any, ...], list[Memory]] = {}
+    for memory in usable:  # in storage order
+        groups.setdefault((memory.kind, memory.occurred_at, statement_key(memory.text)),
+                          []).append(memory)
+    reason = "the same statement (case, punctuation, spelling and contractions aside)"
+    merged = [(group, reason) for group in groups.values() if len(group) > 1]
+    taken = {m.id for group, _ in merged for m in group}
+    merged += _judged_same(usable, vectors, rules, same, taken, plan)
     gone: set[str] = set()
-    for group in groups.values():
-        if len(group) < 2:
-            continue
-        group.sort(key=lambda m: m.created_at)  # stable: same-second ties keep storage order
-        survivor, others = group[0], group[1:]
-        plan.actions.append(Action("merge", [m.id for m in others],
-                                   f"near-duplicates (cosine >= {rules.merge_similarity})",
-                                   into=survivor.id))
+    for group, why in merged:
+        ordered = sorted(group, key=lambda m: m.created_at)  # stable: ties keep storage order
+        survivor, others = ordered[-1], ordered[:-1]
+        plan.actions.append(Action("merge", [m.id for m in others], why, into=survivor.id))
         gone.update(m.id for m in others)
     return gone
+
+
+def _judged_same(usable: list[Memory], vectors: dict[str, np.ndarray], rules: Rules,
+                 same: SameJudge | None, taken: set[str],
+                 plan: Plan) -> list[tuple[list[Memory], str]]:
+    """Similar pairs a model calls one fact; pairs whose numbers or names differ are never asked."""
+    candidates = [m for m in usable if m.id in vectors and m.id not in taken]
+    pairs = [(a, b, sim) for a, b, sim in _similar_pairs(candidates, vectors,
+                                                         rules.merge_similarity, 2.0)
+             if candidates[a].kind == candidates[b].kind
+             and candidates[a].occurred_at == candidates[b].occurred_at
+             and anchors(candidates[a].text) == anchors(candidates[b].text)]
+    pairs = sorted(pairs, key=lambda p: -p[2])[:MAX_JUDGED_PAIRS]
+    if not pairs:
+        return []
+    if same is None:
+        plan.skipped.append(f"merges: {len(pairs)} similar pair(s) worded differently not "
+                            "checked: no model configured")
+        return []
+    found: list[tuple[list[Memory], str]] = []
+    for a, b, _similarity in pairs:
+        first, second = candidates[a], candidates[b]
+        if first.id in taken or second.id in taken:
+            continue
+        if same(first.text, second.text):
+            found.append(([first, second], "the model judged them the same fact"))
+            taken.update((first.id, second.id))
+    return found
 
 
 def _plan_contradictions(remaining: list[Memory], vectors: dict[str, np.ndarray],
                          rules: Rules, judge: Judge | None, plan: Plan) -> set[str]:
     """Similar facts that a model judges contradictory: the newer supersedes the older."""
     facts = [m for m in remaining if m.id in vectors and m.kind in ("fact", "preference")]
-    pairs = sorted(_similar_pairs(facts, vectors, rules.contradiction_similarity,
-                                  rules.merge_similarity), key=lambda p: -p[2])[:MAX_JUDGED_PAIRS]
+    pairs = sorted(_similar_pairs(facts, vectors, rules.contradiction_similarity, 2.0),
+                   key=lambda p: -p[2])[:MAX_JUDGED_PAIRS]
     if not pairs:
         return set()
     if judge is None:

@@ -24,31 +24,30 @@ def consolidate(
     as_json: bool = typer.Option(False, "--json", help="Print the plan (and result) as JSON."),
     quiet: bool = typer.Option(False, "--quiet", hidden=True, help="For the background run."),
 ) -> None:
-    """Merge near-duplicates, summarise old episodes, promote, decay and archive."""
+    """Merge what says the same thing, summarise old episodes, promote, decay and archive."""
     from memos_cli import consolidation
 
     eng = engine()
     eng.cause = ("consolidation (automatic, after new memories)" if quiet
                  else f"consolidation ({eng.cause})")
-    summarise, judge = _model_helpers(eng)
-    plan = consolidation.plan(eng, summarise=summarise, judge=judge)
-    memories = {} if as_json else {m.id: m for m in eng.list(include_inactive=True)}
-    if as_json and (dry_run or not yes):
-        print_json(plan.to_json())
-    elif not quiet:
-        _print_plan(plan, memories)
-    if dry_run:
-        return
-    if plan.actions:
+    summarise, judge, same = _model_helpers(eng)
+    plan = consolidation.plan(eng, summarise=summarise, judge=judge, same=same)
+    if not as_json and not quiet:
+        _print_plan(plan, {m.id: m for m in eng.list(include_inactive=True)})
+    done: dict[str, int] = {}
+    if plan.actions and not dry_run:
         _confirm(len(plan.actions), yes)
         with progress("consolidating") as step:
             done = consolidation.apply(eng, plan, step)
-        if as_json and yes:
-            print_json({**plan.to_json(), "applied": done})
         if not quiet:
             err("applied: " + (", ".join(f"{n} {k}" for k, n in done.items()) or "nothing"))
-    elif not quiet:
+    elif not plan.actions and not quiet and not as_json:
         err("nothing to consolidate")
+    if as_json:  # one JSON document, whatever happened: the plan, and what was applied
+        print_json({**plan.to_json(), "applied": done} if yes and not dry_run
+                   else plan.to_json())
+    if dry_run:
+        return
     if prune:
         if not yes and not stdin_is_terminal():
             raise UsageError("refusing to prune without --yes (not a terminal)")
@@ -58,10 +57,12 @@ def consolidate(
 
 
 def _model_helpers(eng):
-    """With a model configured: (summariser of old episodes, judge of contradictions)."""
-    from memos_cli.llm import contradiction_judge, episode_summariser
+    """With a model configured: (summariser of old episodes, judge of contradictions,
+    judge of "the same fact?"); each is None without a model."""
+    from memos_cli.llm import contradiction_judge, episode_summariser, sameness_judge
 
-    return episode_summariser(eng.paths), contradiction_judge(eng.paths)
+    return (episode_summariser(eng.paths), contradiction_judge(eng.paths),
+            sameness_judge(eng.paths))
 
 
 def _print_plan(plan, memories) -> None:
