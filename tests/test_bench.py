@@ -39,3 +39,11 @@ def test_scale_bench_on_a_tiny_store():
     assert size["warm_recall_ms"]["p50"] > 0
     assert set(size["cold_recall"]["breakdown_s"]) >= {"interpreter", "imports", "model load", "query"}
     assert result["help_s"] > 0 and result["version_s"] > 0
+
+
+def test_samefact_bench_compares_the_old_and_new_merge_rules():
+    result = _run("bench/samefact.py")
+    rules = {r["rule"]: r for r in result["results"]}
+    assert rules["new: same statement"]["different_merged"] == 0
+    assert rules["new: same statement"]["same_rate"] >= 0.7
+    assert all(r["different"] + r["same"] >= 60 for r in rules.values())
