@@ -28,7 +28,8 @@ from memos_cli.keys import KeyStore, PassphraseSource, Unlocked, env_passphrase
 from memos_cli.keyword import Entry, KeywordIndex, tokenize
 from memos_cli.lock import store_lock
 from memos_cli.lifecycle import initial_tier
-from memos_cli.memory import TIERS, Memory, Version, check_kind, new_id, normalise_tags
+from memos_cli.memory import (CORRECTED, TIERS, Memory, Version, as_of, check_kind, new_id,
+                              normalise_tags)
 from memos_cli.paths import Paths, resolve_paths, resolve_profile
 from memos_cli.records import RecordCodec
 from memos_cli.store import ChromaStore, Remote
@@ -488,7 +489,13 @@ class MemoryEngine:
     def update(self, ref: str, text: str | None = None, *, kind: str | None = None,
                tags: list[str] | None = None, importance: float | None = None,
                reason: str = "update") -> Memory:
-        """Change a memory; its previous state goes into its history."""
+        """Change a memory; its previous state goes into its history.
+
+        By default the change happened in the world now: ``recall --at`` an earlier
+        time still reads the old text. With ``reason=CORRECTED`` the old text was a
+        mistake: at every time the memory reads as corrected (the old text stays in
+        its history, marked "corrected").
+        """
         check_kind(kind)
         new_text = text.strip() if text is not None else None
         if new_text == "":
@@ -716,13 +723,14 @@ class MemoryEngine:
             hit.memory.last_access = now
 
     def _first_hits(self, codec: RecordCodec, ranked: list[tuple[Any, float, float]],
-                    keep: Callable[[Memory], bool], limit: int) -> list[Hit]:
+                    keep: "Filter", limit: int) -> list[Hit]:
         """Open ranked rows in order until ``limit`` pass the filters (decrypt no more)."""
         hits: list[Hit] = []
         for row, score, cosine in ranked:
             for _row, memory in self._open_rows(codec, [row]):
-                if keep(memory):
-                    hits.append(Hit(memory, score, cosine))
+                shown = keep.shown(memory)
+                if shown is not None:
+                    hits.append(Hit(shown, score, cosine))
             if len(hits) >= limit:
                 break
         return hits
@@ -749,7 +757,8 @@ class MemoryEngine:
              **filters: Any) -> list[Memory]:
         """Memories, newest first."""
         keep = where or Filter(**filters)
-        memories = [m for m in reversed(self.all_memories()) if keep(m)]
+        memories = [shown for shown in map(keep.shown, reversed(self.all_memories()))
+                    if shown is not None]
         return memories[:limit] if limit else memories
 
     def all_memories(self) -> list[Memory]:
@@ -944,7 +953,7 @@ class MemoryEngine:
         self.usage.rekey(old, new)
 
 
-_ACTIONS_BY_REASON = {"update": "updated", "superseded": "superseded",
+_ACTIONS_BY_REASON = {"update": "updated", CORRECTED: "updated", "superseded": "superseded",
                       "invalidated": "invalidated", "merged": "merged", "archived": "archived",
                       "promoted": "promoted", "demoted": "demoted", "summarised": "summarised"}
 _EMBEDDERS: dict[tuple, Any] = {}
@@ -1013,6 +1022,12 @@ class Filter:
         check_kind(self.kind)
         if self.tier is not None and self.tier not in TIERS:
             raise UsageError(f"unknown tier {self.tier!r}: use one of {', '.join(TIERS)}")
+
+    def shown(self, m: Memory) -> Memory | None:
+        """The memory as this filter shows it (as it read at ``at``), or None if left out."""
+        if self.at is not None:
+            m = as_of(m, to_iso(self.at))
+        return m if self(m) else None
 
     def __call__(self, m: Memory) -> bool:
         when = from_iso(m.occurred_at or m.created_at)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from memos_cli.errors import BadInputError, UsageError, VersionError
@@ -93,6 +93,34 @@ class Memory:
         for ok, name in checks:
             if not ok:
                 raise BadInputError(f"invalid {name}")
+
+
+CORRECTED = "corrected"  # the reason of a change that fixes a mistake, not a change in the world
+
+
+def as_of(memory: Memory, moment: str) -> Memory:
+    """The memory as it read at ``moment`` (an ISO time), from its own history.
+
+    Each history version started at its ``updated_at`` and ended when the next one
+    did. A version replaced by a correction was never right, so at its times the
+    memory reads as corrected. Versions folded in from other memories by a merge are
+    not this memory's past and are skipped. Before its first version, the first.
+    """
+    own = [v for v in memory.history if v.source_id is None]
+    states = [(v.updated_at, v.text, v.kind, list(v.tags), v.importance, v.reason) for v in own]
+    states.append((memory.updated_at, memory.text, memory.kind, memory.tags, memory.importance,
+                   ""))
+    for n in range(len(states) - 2, -1, -1):  # a correction reaches back over what it fixed
+        if states[n][5] == CORRECTED:
+            states[n] = (states[n][0], *states[n + 1][1:5], CORRECTED)
+    chosen = states[0]
+    for state in states:
+        if state[0] <= moment:
+            chosen = state
+    if chosen is states[-1]:
+        return memory
+    _start, text, kind, tags, importance, _reason = chosen
+    return replace(memory, text=text, kind=kind, tags=tags, importance=importance)
 
 
 def new_id() -> str:

@@ -314,3 +314,44 @@ def test_contradictions_need_a_model_and_the_newer_supersedes(engine_factory, cl
     assert eng.show(old.id).status == "invalid" and eng.show(old.id).valid_to
     assert eng.show(new.id).derived_from == [old.id]
     assert [h.memory.id for h in eng.recall("where does the user live", 5)] == [new.id]
+
+
+def test_real_use_recall_at_reads_the_text_that_was_current_then(engine_factory, clock, cli):
+    eng = engine_factory()
+    memory = eng.remember(NewMemory("I live in Munich", kind="fact")).memory
+    clock.advance(days=10)
+    eng.update(memory.id, "I live in Berlin")
+    clock.advance(days=10)
+    eng.update(memory.id, importance=0.9)  # not a change of text: Berlin stays current
+    clock.advance(days=1)
+    then = START + timedelta(days=5)
+    assert _texts(eng.recall("where do I live", 5, at=then)) == ["I live in Munich"]
+    assert _texts(eng.recall("where do I live", 5, at=START + timedelta(days=15))) == [
+        "I live in Berlin"]
+    assert _texts(eng.recall("where do I live", 5)) == ["I live in Berlin"]
+    assert [m.text for m in eng.list(at=then)] == ["I live in Munich"]
+    assert eng.show(memory.id).text == "I live in Berlin"  # show is always today's
+
+
+def test_real_use_a_correction_reads_corrected_at_every_time(clock, cli):
+    memory_id = cli("remember", "I live in Munchen", "--kind", "fact").out.strip()
+    clock.advance(days=10)
+    assert cli("update", memory_id, "I live in Munich", "--correction").code == 0
+    clock.advance(days=1)
+    earlier = (START + timedelta(days=5)).isoformat()
+    recalled = json.loads(cli("recall", "where do I live", "--at", earlier, "--json").out)
+    assert [hit["text"] for hit in recalled] == ["I live in Munich"]
+    shown = json.loads(cli("show", memory_id, "--json").out)
+    assert [(v["text"], v["reason"]) for v in shown["history"]] == [("I live in Munchen",
+                                                                     "corrected")]
+
+
+def test_real_use_a_merged_fact_was_known_since_it_was_first_said(engine_factory, clock):
+    eng = engine_factory()
+    eng.remember(NewMemory("The gate code is 4471", kind="fact"))
+    clock.advance(days=10)
+    newest = eng.remember(NewMemory("the gate code is 4471.", kind="fact")).memory
+    clock.advance(days=1)
+    consolidation.apply(eng, consolidation.plan(eng))
+    then = START + timedelta(days=5)
+    assert [h.memory.id for h in eng.recall("gate code", 5, at=then)] == [newest.id]

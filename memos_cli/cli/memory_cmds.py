@@ -153,13 +153,19 @@ def update(
     kind: Optional[str] = typer.Option(None, "--kind", "-k", help=KIND_HELP),
     tag: Optional[List[str]] = typer.Option(None, "--tag", "-t", help="Replace the tags."),
     importance: Optional[float] = typer.Option(None, "--importance", "-i", min=0.0, max=1.0),
+    correction: bool = typer.Option(
+        False, "--correction", help="The old text was a mistake: recall --at any time reads the "
+        "new text. Without it the change happened now, and earlier times keep the old text."),
     as_json: bool = JSON,
 ) -> None:
     """Change a memory; the previous version is kept in its history."""
+    from memos_cli.memory import CORRECTED
+
     new_text = sys.stdin.read() if text == "-" else text
     if new_text is None and kind is None and tag is None and importance is None:
         raise UsageError("nothing to change: give new text or --kind/--tag/--importance")
-    memory = engine().update(ref, new_text, kind=kind, tags=tag, importance=importance)
+    memory = engine().update(ref, new_text, kind=kind, tags=tag, importance=importance,
+                             reason=CORRECTED if correction else "update")
     if as_json:
         print_json(memory_json(memory, history=True))
     else:
