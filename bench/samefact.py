@@ -40,9 +40,9 @@ def main() -> None:
     seconds = embedder.embed([b for _, _, b in pairs])
     cosines = (firsts * seconds).sum(axis=1)
     rules = {
-        f"old: cosine >= {OLD_THRESHOLD}": [c >= OLD_THRESHOLD for c in cosines],
+        f"old: cosine >= {OLD_THRESHOLD}": [bool(c >= OLD_THRESHOLD) for c in cosines],
         "new: same statement": [same_statement(a, b) for _, a, b in pairs],
-        "new, model may be asked": [anchors(a) == anchors(b) and c >= OLD_THRESHOLD
+        "new, model may be asked": [anchors(a) == anchors(b) and bool(c >= OLD_THRESHOLD)
                                     for (_, a, b), c in zip(pairs, cosines)],
     }
     counts = {label: sum(1 for lab, _, _ in pairs if lab == label) for label in ("different", "same")}
