@@ -44,7 +44,8 @@ def plan(engine: "MemoryEngine", summarise: Summariser | None = None,
             return Plan()
         rows = list(engine.store.scan(with_vectors=True))
         memories = [m for _row, m in engine._open_rows(codec, rows)]
-        vectors = {row.id: row.vector for row in rows}  # rotated: dot products are unchanged
+        # Rotated vectors: dot products are unchanged. (A scan with vectors has them all.)
+        vectors = {row.id: row.vector for row in rows if row.vector is not None}
     return plan_consolidation(memories, vectors, now_utc(), rules_for(engine), summarise, judge,
                               same)
 
