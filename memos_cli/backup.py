@@ -35,7 +35,6 @@ from memos_cli.atomic import write_atomic
 from memos_cli.audit import AuditLog
 from memos_cli.errors import BadInputError, IntegrityError, UsageError, VersionError
 from memos_cli.keys import DataKey, Unlocked
-from memos_cli.lock import store_lock
 from memos_cli.paths import ensure_private_dir
 from memos_cli.usage import UsageLog
 from memos_cli.vault import Vault
@@ -225,11 +224,7 @@ def restore(engine: "MemoryEngine", source: Path, passphrase: str, *, force: boo
     """
     opened = Opened(source, passphrase)
     count = opened.verify(_half(progress, 0))  # nothing is written unless all of it checks out
-    if engine.keys.exists():
-        engine._unlocked = engine.keys.unlock()  # may prompt: done before taking the lock
-        engine._load_store_token()
-    with store_lock(engine.paths.lock_file):
-        recover(engine)
+    with engine._locked():  # unlocks first, and finishes what an interrupted command left
         if (engine.keys.exists() or engine.store.exists()) and not force:
             raise UsageError(f"profile {engine.profile!r} is not empty: restore refuses to "
                              "overwrite it without --force")

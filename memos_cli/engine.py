@@ -126,21 +126,13 @@ class MemoryEngine:
         ``write`` tells other processes afterwards that the store changed.
         """
         create = write if create is None else create
-        if self._unlocked is None and self.keys.exists():
-            self._unlocked = self.keys.unlock()  # may prompt: done before taking the lock
-        with store_lock(self.paths.lock_file):
-            self._refresh_if_stale()
-            self._recover_consolidation()
-            self._recover_restore()
+        with self._locked():
             if self._unlocked is None:
-                if not self.keys.exists():
-                    self._refuse_foreign_store()
-                    if not create:
-                        yield None
-                        return
-                    self._unlocked = self.keys.create()
-                else:
-                    self._unlocked = self.keys.unlock()
+                self._refuse_foreign_store()
+                if not create:
+                    yield None
+                    return
+                self._unlocked = self.keys.create()
             codec = self._open_store(create=create)
             if codec is None:
                 yield None
@@ -151,6 +143,43 @@ class MemoryEngine:
                 if write:
                     self._bump_generation()
 
+    @contextmanager
+    def _locked(self, unlock: bool = True) -> Iterator[None]:
+        """The store lock, with whatever an interrupted command left finished or undone first.
+
+        Every command that takes the lock comes through here, so none can act on a
+        store that a killed consolidation, restore, reindex, write or rotation left
+        half-done (a rotation that ran before a consolidation was undone lost every
+        memory: the snapshot put back afterwards was sealed under the destroyed key).
+        The order matters: whole-folder snapshots first, then the profile's key, then
+        its rows. ``unlock=False`` (for ``forget --all``, which must destroy a profile
+        it cannot open) does only what needs no key.
+        """
+        if unlock and self._unlocked is None and self.keys.exists():
+            self._unlocked = self.keys.unlock()  # may prompt: done before taking the lock
+        with store_lock(self.paths.lock_file):
+            self._refresh_if_stale()
+            self._recover_consolidation()
+            self._recover_restore()
+            if unlock and self._unlocked is None and self.keys.exists():
+                self._unlocked = self.keys.unlock()  # a finished restore changed the key
+            if unlock and self._unlocked is not None:
+                self._recover_store()
+            yield
+
+    def _recover_store(self) -> None:
+        """Finish or undo an interrupted reindex, write or key rotation (needs the key)."""
+        assert self._unlocked is not None
+        self._load_store_token()
+        self._recover_reindex()
+        pending = self.paths.journal_file(self.profile).exists() or self._unlocked.next
+        if pending and self.store.exists():
+            self._check_store_key_only()
+            self._recover_journal()
+            if self._unlocked.next is not None:
+                self._rotate_rows()
+                self._codec = None
+
     def _refuse_foreign_store(self) -> None:
         """A server store this machine has no key for was made elsewhere: say how to join."""
         if self.store.remote is not None and self.store.exists():
@@ -158,11 +187,10 @@ class MemoryEngine:
                                 "with a key this machine does not have" + JOIN_HINT)
 
     def _open_store(self, create: bool) -> RecordCodec | None:
+        """The codec for the store (made if ``create``); recovery already ran (``_locked``)."""
         assert self._unlocked is not None
         if self._codec is not None:
             return self._codec
-        self._load_store_token()
-        self._recover_reindex()
         if not self.store.exists():
             if not create:
                 return None
@@ -170,9 +198,6 @@ class MemoryEngine:
         meta = self.store.meta()
         self._check_store(meta)
         self._codec = RecordCodec(self._unlocked)
-        self._recover_journal()
-        if self._unlocked.next is not None:
-            self._rotate_rows()
         return self._codec
 
     def _load_store_token(self) -> None:
@@ -342,7 +367,7 @@ class MemoryEngine:
         A key this machine already has is replaced only if no store opens with it (an
         earlier ``config set`` of a secret made it); its vault is re-sealed, not lost.
         """
-        with store_lock(self.paths.lock_file):
+        with self._locked():
             unused = self._unused_key()
             self._unlocked = self.keys.import_key(exported, passphrase, replace=unused is not None)
             if unused is not None:
@@ -354,10 +379,8 @@ class MemoryEngine:
 
         Raises if memories are stored under it: replacing it would orphan them.
         """
-        if not self.keys.exists():
+        if self._unlocked is None:
             return None
-        self._unlocked = self.keys.unlock()
-        self._load_store_token()
         if self.store.exists() and self.store.meta().get("key_id") == self._unlocked.current.key_id:
             raise UsageError(f"profile {self.profile!r} already has memories under its own key: "
                              "importing another would orphan them (use another --profile)")
@@ -380,9 +403,9 @@ class MemoryEngine:
         Only the key is needed, not the store: a server's token is set before memos
         can reach the server.
         """
-        with store_lock(self.paths.lock_file):
+        with self._locked():
             if self._unlocked is None:
-                self._unlocked = self.keys.unlock() if self.keys.exists() else self.keys.create()
+                self._unlocked = self.keys.create()
             vault = Vault(self.paths.vault_file(self.profile), self.profile)
             secrets_ = vault.read(self._index_key())
             if value is None:
@@ -623,10 +646,15 @@ class MemoryEngine:
             self.store.update([m.id for m in memories], [codec.seal(m) for m in memories])
 
     def forget_all(self) -> int:
-        """Destroy the profile: every memory, the collection and the keys."""
-        with store_lock(self.paths.lock_file):
+        """Destroy the profile: every memory, the collection and the keys.
+
+        Needs no key: it is the way out of a lost passphrase. The count is of rows,
+        whether or not they could be opened.
+        """
+        with self._locked(unlock=False):
             count = self.store.count() if self.store.exists() else 0
             self.store.drop()
+            self.store.sibling(self.profile + "-reindex").drop()
             self.keys.destroy()
             self.paths.journal_file(self.profile).unlink(missing_ok=True)
             self.paths.keyword_file(self.profile).unlink(missing_ok=True)
@@ -826,13 +854,8 @@ class MemoryEngine:
         The new collection is built beside the old one and swapped in at the end,
         so a crash at any point leaves one complete, consistent store.
         """
-        with store_lock(self.paths.lock_file):
-            if self._unlocked is None:
-                if not self.keys.exists():
-                    return 0
-                self._unlocked = self.keys.unlock()
-            self._recover_reindex()
-            if not self.store.exists():
+        with self._locked():
+            if self._unlocked is None or not self.store.exists():
                 return 0
             self._check_store_key_only()
             codec = RecordCodec(self._unlocked)
@@ -878,9 +901,8 @@ class MemoryEngine:
         """Re-wrap the data key under ``new_passphrase``, proven against the store first."""
         if not new_passphrase:
             raise UsageError("the new passphrase is empty")
-        with store_lock(self.paths.lock_file):
-            unlocked = self._unlocked or (self.keys.unlock() if self.keys.exists()
-                                          else self.keys.create())
+        with self._locked():
+            unlocked = self._unlocked or self.keys.create()
             self._unlocked = unlocked
 
             def proves(candidate: Unlocked) -> None:
@@ -896,11 +918,9 @@ class MemoryEngine:
 
     def rotate_key(self, progress: Progress | None = None) -> int:
         """Re-encrypt every memory under a new data key; resumable after a crash."""
-        with store_lock(self.paths.lock_file):
+        with self._locked():
             if self._unlocked is None:
-                if not self.keys.exists():
-                    raise NotFoundError("this profile has no key yet: nothing to rotate")
-                self._unlocked = self.keys.unlock()
+                raise NotFoundError("this profile has no key yet: nothing to rotate")
             if self.store.exists():
                 self._check_store_key_only()
             self._unlocked = self.keys.begin_rotation(self._unlocked)
