@@ -65,3 +65,60 @@ def test_attack_05_restore_into_a_new_profile_after_a_crashed_consolidation(
     assert restored.code == 0 and "restored 3" in restored.err, restored.err
     assert len(_texts(cli, "--profile", "other")) == 3
     assert len(_texts(cli)) == 3  # the crashed profile came back as it was
+
+
+def _leftovers(home) -> list[str]:
+    """Files left under MEMOS_HOME besides the lock, the generation token and an empty
+    Chroma database (shared by every profile)."""
+    shared = {"data/store.lock", "data/store.gen", "data/chroma/chroma.sqlite3"}
+    return sorted(str(p.relative_to(home)) for p in home.rglob("*")
+                  if p.is_file() and str(p.relative_to(home)) not in shared)
+
+
+@pytest.mark.parametrize("passphrase", ["wrong", None])
+def test_attack_10_forget_all_destroys_a_profile_it_cannot_open(cli, home, monkeypatch,
+                                                                  passphrase):
+    monkeypatch.setenv("MEMOS_PASSPHRASE", "the one I will forget")
+    for text in TEXTS:
+        assert cli("remember", text).code == 0
+    if passphrase is None:
+        monkeypatch.delenv("MEMOS_PASSPHRASE")
+    else:
+        monkeypatch.setenv("MEMOS_PASSPHRASE", passphrase)
+    assert cli("list").code == 4
+    refused = cli("forget", "--all")  # not a terminal: asks for --yes, destroys nothing
+    assert refused.code == 2 and "--yes" in refused.err
+    assert cli("forget", "--all", "--dry-run").code == 0
+    assert (home / "config" / "keys" / "default.json").exists()
+    done = cli("forget", "--all", "--yes")
+    assert done.code == 0, done.err
+    assert "cannot be opened" in done.err and "forgot 3" in done.err
+    assert _leftovers(home) == []
+    monkeypatch.setenv("MEMOS_PASSPHRASE", "a new start")
+    assert cli("remember", "a new start").code == 0 and _texts(cli) == ["a new start"]
+
+
+def test_attack_14_folders_and_files_are_private_under_umask_000(cli, engine_factory, home,
+                                                                 monkeypatch, tmp_path):
+    import os
+    import stat
+
+    from memos_cli.engine import NewMemory
+
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+
+    saved = os.umask(0)
+    try:
+        assert cli("remember", "made through the command line").code == 0
+        assert cli("config", "set", "llm.model", "m").code == 0
+        library = tmp_path / "library-home"  # a library caller: Chroma's insides are its own
+        monkeypatch.setenv("MEMOS_HOME", str(library))
+        engine_factory().remember(NewMemory("made through the library"))
+    finally:
+        os.umask(saved)
+    for path in home.rglob("*"):
+        assert mode(path) == (0o700 if path.is_dir() else 0o600), path
+    for path in [library, *library.rglob("*")]:
+        if "chroma" not in path.relative_to(library).parts[1:]:
+            assert mode(path) == (0o700 if path.is_dir() else 0o600), path

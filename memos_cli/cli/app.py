@@ -108,6 +108,14 @@ def run(argv: list[str] | None = None) -> None:
 
 def invoke(argv: list[str] | None = None) -> int:
     """Run the app and return its exit code (tests call this in-process)."""
+    saved = os.umask(0o077)  # what memos and Chroma create is the user's alone, whatever umask
+    try:
+        return _invoke(argv)
+    finally:
+        os.umask(saved)
+
+
+def _invoke(argv: list[str] | None) -> int:
     _register_commands()
     if "_MEMOS_COMPLETE" in os.environ:
         # Teach click the completion protocol that Typer's generated scripts speak.
