@@ -122,3 +122,79 @@ def test_attack_14_folders_and_files_are_private_under_umask_000(cli, engine_fac
     for path in [library, *library.rglob("*")]:
         if "chroma" not in path.relative_to(library).parts[1:]:
             assert mode(path) == (0o700 if path.is_dir() else 0o600), path
+
+
+@pytest.fixture
+def archive(cli, monkeypatch, tmp_path):
+    """A backup of three memories; restores go to another MEMOS_HOME (a new machine)."""
+    monkeypatch.setenv("MEMOS_BACKUP_PASSPHRASE", BACKUP_PASSPHRASE)
+    for text in TEXTS:
+        cli("remember", text)
+    path = tmp_path / "a.memos-backup"
+    assert cli("backup", str(path)).code == 0
+    monkeypatch.setenv("MEMOS_HOME", str(tmp_path / "new-machine"))
+    return path
+
+
+def _rewrite_header(path, change) -> None:
+    """Rewrite a backup's header as a hostile tool would: fields changed, checksum redone."""
+    import struct
+
+    from memos_cli import backup
+
+    raw = path.read_bytes()
+    (length,) = struct.unpack(">I", raw[8:12])
+    header = json.loads(raw[12:12 + length])
+    change(header)
+    fields = {k: v for k, v in header.items() if k != "digest"}
+    new = json.dumps(dict(fields, digest=backup._digest(fields))).encode()
+    path.write_bytes(raw[:8] + struct.pack(">I", len(new)) + new + raw[12 + length:])
+
+
+@pytest.mark.parametrize("cost", [{"iterations": 10**9}, {"memory_cost": 1 << 31},
+                                  {"iterations": 0}, {"lanes": 0}, {"memory_cost": 0},
+                                  {"iterations": "many"}, {"extra": 1}])
+def test_attack_11_a_backup_asking_for_huge_or_zero_kdf_costs_is_refused(cli, archive, cost):
+    _rewrite_header(archive, lambda header: header["kdf"].update(cost))
+    result = cli("restore", str(archive))
+    assert result.code == 5 and "header is damaged" in result.err, result.err
+    assert cli("list").out == ""
+
+
+@pytest.mark.parametrize("kdf", [{"name": "scrypt", "n": 2**40, "r": 8, "p": 1},
+                                 {"name": "scrypt", "n": 0, "r": 8, "p": 1},
+                                 {"name": "argon2id", "iterations": 3, "lanes": 4,
+                                  "memory_cost": 1 << 40}])
+def test_attack_11_a_key_file_asking_for_huge_or_zero_kdf_costs_is_refused(cli, home, monkeypatch,
+                                                                          kdf):
+    monkeypatch.setenv("MEMOS_PASSPHRASE", "pass")
+    assert cli("remember", "a memory").code == 0
+    key_file = home / "config" / "keys" / "default.json"
+    doc = json.loads(key_file.read_text())
+    doc["kdf"] = dict(kdf, salt=doc["kdf"]["salt"])
+    key_file.write_text(json.dumps(doc))
+    result = cli("list")
+    assert result.code == 5 and "out of bounds" in result.err, result.err
+
+
+def test_attack_19_backup_damage_is_5_a_wrong_passphrase_4_and_not_a_backup_8(
+        cli, archive, monkeypatch, tmp_path):
+    import struct
+
+    raw = archive.read_bytes()
+    (length,) = struct.unpack(">I", raw[8:12])
+    salt = raw.index(b'"salt": "') + len(b'"salt": "')
+    for offset in (0, 5, salt, salt + 3):  # the magic, then the KDF salt
+        damaged = bytearray(raw)
+        damaged[offset] ^= 0x01
+        path = tmp_path / "damaged.memos-backup"
+        path.write_bytes(bytes(damaged))
+        result = cli("restore", str(path))
+        assert result.code == 5 and "damaged" in result.err, (offset, result.err)
+    monkeypatch.setenv("MEMOS_BACKUP_PASSPHRASE", "not the backup's passphrase")
+    wrong = cli("restore", str(archive))
+    assert wrong.code == 4 and "wrong backup passphrase" in wrong.err, wrong.err
+    junk = tmp_path / "notes.txt"
+    junk.write_text("these are my notes, not a backup at all\n" * 3)
+    assert cli("restore", str(junk)).code == 8
+    assert cli("list").out == ""
