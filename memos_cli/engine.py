@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -279,16 +279,23 @@ class MemoryEngine:
     # --- crash safety: the write journal --------------------------------------------------
 
     @contextmanager
-    def _journal(self, ids: Sequence[str]) -> Iterator[None]:
-        """Rows added inside the block are rolled back at next open if we die half-way."""
+    def _journal(self, ids: Sequence[str], event: Event | None = None) -> Iterator[None]:
+        """Rows ``ids`` are deleted at next open if we die inside the block: rows being
+        added are rolled back, rows being forgotten are forgotten all the same. The audit
+        ``event`` is recorded once the rows are gone, by us or by whoever recovers."""
         path = self.paths.journal_file(self.profile)
-        write_atomic(path, json.dumps({"version": 1, "add": list(ids)}).encode())
+        doc: dict[str, Any] = {"version": 1, "add": list(ids)}
+        if event is not None:
+            doc["event"] = asdict(event)
+        write_atomic(path, json.dumps(doc).encode())
         try:
             yield
         except BaseException:
             self.store.scrub_delete(self._existing(ids), self._dim())
+            self._record(event)
             path.unlink(missing_ok=True)
             raise
+        self._record(event)
         path.unlink(missing_ok=True)
 
     def _recover_journal(self) -> None:
@@ -297,12 +304,20 @@ class MemoryEngine:
         if text is None:
             return
         try:
-            ids = json.loads(text)["add"]
-        except (ValueError, KeyError):
-            ids = []
+            doc = json.loads(text)
+            ids, event = doc["add"], Event(**doc["event"]) if "event" in doc else None
+        except (ValueError, KeyError, TypeError):
+            ids, event = [], None
         self.store.scrub_delete(self._existing(ids), self._dim())
+        if event is not None and self.audit_log.read(self._index_key())[-1:] != [event]:
+            self._record(event)  # (a process killed after recording it left it last)
         path.unlink(missing_ok=True)
-        self._notice("notice: an interrupted write was rolled back")
+        self._notice("notice: an interrupted " + ("forget was finished" if event
+                                                  else "write was rolled back"))
+
+    def _record(self, event: Event | None) -> None:
+        if event is not None:
+            self.audit_log.append(self._index_key(), [event])
 
     def _existing(self, ids: Sequence[str]) -> list[str]:
         return [row.id for row in self.store.get(list(ids))]
@@ -417,8 +432,10 @@ class MemoryEngine:
     # --- the audit trail ---------------------------------------------------------------------
 
     def _audit(self, action: str, ids: list[str], count: int = 0) -> None:
-        event = Event(to_iso(now_utc()), action, list(ids), self.cause, count or len(ids))
-        self.audit_log.append(self._index_key(), [event])
+        self.audit_log.append(self._index_key(), [self._event(action, ids, count)])
+
+    def _event(self, action: str, ids: list[str], count: int = 0) -> Event:
+        return Event(to_iso(now_utc()), action, list(ids), self.cause, count or len(ids))
 
     def audit(self, since: datetime | None = None) -> list[Event]:
         """Every recorded change, oldest first (``audit_log.unreadable`` counts bad lines)."""
@@ -596,11 +613,10 @@ class MemoryEngine:
             self.usage.forget(self._index_key(), doomed)
             # Journalled like an add: if the server drops or memos is killed half-way,
             # the deletion is finished (never undone) at the next open.
-            with self._journal(doomed):
+            with self._journal(doomed, self._event("forgotten", [], count=len(doomed))):
                 self.store.scrub_delete(doomed, self._dim())
             index.remove(doomed)
             self._save_keywords()
-            self._audit("forgotten", [], count=len(doomed))
             return len(doomed)
 
     def forget_preview(self, ids: Sequence[str], *, cascade: bool = True

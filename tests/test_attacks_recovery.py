@@ -198,3 +198,31 @@ def test_attack_19_backup_damage_is_5_a_wrong_passphrase_4_and_not_a_backup_8(
     junk.write_text("these are my notes, not a backup at all\n" * 3)
     assert cli("restore", str(junk)).code == 8
     assert cli("list").out == ""
+
+
+KILLED_IN_FORGET = """
+import os, sys
+from memos_cli.store import ChromaStore
+from memos_cli.cli.app import run
+ChromaStore._flush_queue = lambda self, dim: os._exit(9)  # killed: the rows are deleted, no more
+run(sys.argv[1:])
+"""
+
+
+def test_attack_20_forget_by_tag_killed_midway_still_records_forgotten(cli, home):
+    import os
+    import subprocess
+    import sys
+
+    for text in TEXTS:
+        assert cli("remember", text, "--tag", "home" if "Leeds" in text else "garden").code == 0
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_FORGET, "forget", "--tag", "home",
+                             "--yes"], capture_output=True, text=True, env=dict(os.environ))
+    assert killed.returncode == 9, killed.stderr
+    listed = cli("list")
+    assert listed.code == 0 and "interrupted forget was finished" in listed.err
+    assert _texts(cli) == ["water the plants"]
+    events = json.loads(cli("audit", "--json").out)
+    assert [e["count"] for e in events if e["action"] == "forgotten"] == [2]
+    assert cli("list").err == ""  # recovered once
+    assert [e["action"] for e in json.loads(cli("audit", "--json").out)].count("forgotten") == 1
