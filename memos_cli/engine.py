@@ -102,6 +102,8 @@ class MemoryEngine:
         self._keywords: KeywordIndex | None = None
         self._generation: str | None = None
         self.damaged: list[str] = []  # ids whose ciphertext failed its integrity check
+        # What this engine's last add left the counter at (see consolidation.due).
+        self.new_since_consolidation: int | None = None
         self.cause = "library"  # what the audit trail names as the cause of changes
         self.audit_log = AuditLog(self.paths.audit_file(self.profile), f"audit/{self.profile}")
         self.usage = UsageLog(self.paths.usage_file(self.profile), f"usage/{self.profile}")
@@ -137,11 +139,11 @@ class MemoryEngine:
             if codec is None:
                 yield None
                 return
-            try:
-                yield codec
-            finally:
-                if write:
-                    self._bump_generation()
+            if write:
+                # Before writing, not after: a write that committed must not then fail
+                # (a full disk), and others cannot look before we release the lock.
+                self._bump_generation()
+            yield codec
 
     @contextmanager
     def _locked(self, unlock: bool = True) -> Iterator[None]:
@@ -291,6 +293,7 @@ class MemoryEngine:
         try:
             yield
         except BaseException:
+            self._keywords = None  # it may list rows that are gone again: reload it
             self.store.scrub_delete(self._existing(ids), self._dim())
             self._record(event)
             path.unlink(missing_ok=True)
@@ -498,14 +501,17 @@ class MemoryEngine:
             return
         index = self._keyword_index()  # loaded before the add, so it is not seen as stale
         ids = [m.id for m in memories]
+        # Everything the add changes is inside the journal: a failure anywhere (a full
+        # disk) rolls all of it back, and once the journal is cleared nothing can fail.
         with self._journal(ids):
             self.store.add(ids, codec.blind(vectors), [codec.seal(m) for m in memories])
             index.add([_entry(m) for m in memories])
             self._save_keywords()
-        self._audit(action, ids)
-        meta = self.store.meta()  # counts toward consolidating by itself (a number only)
-        meta["new_since_consolidation"] = int(meta.get("new_since_consolidation", 0)) + len(ids)
-        self.store.set_meta(meta)
+            meta = self.store.meta()  # counts toward consolidating by itself (a number only)
+            meta["new_since_consolidation"] = int(meta.get("new_since_consolidation", 0)) + len(ids)
+            self.store.set_meta(meta)
+            self.new_since_consolidation = meta["new_since_consolidation"]
+            self._audit(action, ids)
 
     def _new_memory(self, item: NewMemory, now: str) -> Memory:
         text = item.text.strip()

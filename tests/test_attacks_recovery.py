@@ -226,3 +226,35 @@ def test_attack_20_forget_by_tag_killed_midway_still_records_forgotten(cli, home
     assert [e["count"] for e in events if e["action"] == "forgotten"] == [2]
     assert cli("list").err == ""  # recovered once
     assert [e["action"] for e in json.loads(cli("audit", "--json").out)].count("forgotten") == 1
+
+
+def _disk_full(*_args, **_kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+# Each write that remember makes, made to fail as on a full disk: the rows (Chroma), the
+# keyword index, the store's counter, the audit trail, the generation token.
+FULL_AT = {"rows": "memos_cli.store.ChromaStore.add",
+           "keywords": "memos_cli.keyword.KeywordIndex.save",
+           "counter": "memos_cli.store.ChromaStore.set_meta",
+           "audit": "memos_cli.audit.AuditLog.append",
+           "generation": "memos_cli.engine.MemoryEngine._bump_generation"}
+
+
+@pytest.mark.parametrize("where", sorted(FULL_AT))
+def test_attack_21_a_full_disk_fails_remember_only_if_nothing_was_stored(cli, monkeypatch,
+                                                                         where):
+    # ENOSPC is simulated deterministically: one of remember's writes, patched in-process
+    # to raise OSError(ENOSPC) as os.write does on a full disk.
+    assert cli("remember", "already there").code == 0
+    with monkeypatch.context() as patch:
+        patch.setattr(FULL_AT[where], _disk_full)
+        result = cli("remember", "--lines", input="one\ntwo\nthree\n")
+    stored = [t for t in _texts(cli) if t != "already there"]
+    assert result.code != 0 and stored == [], (result, stored)  # failed: nothing stored
+    assert "disk is full" in result.err and "Traceback" not in result.err
+    assert cli("remember", "--lines", input="one\ntwo\nthree\n").code == 0
+    assert sorted(_texts(cli)) == ["already there", "one", "three", "two"]
+    assert [e["action"] for e in json.loads(cli("audit", "--json").out)] == ["remembered"] * 2

@@ -7,6 +7,7 @@ and shows a traceback only with ``--debug`` / ``MEMOS_DEBUG=1`` (never locals).
 
 from __future__ import annotations
 
+import errno
 import getpass
 import os
 import sys
@@ -146,6 +147,14 @@ def _invoke(argv: list[str] | None) -> int:
         # The reader went away (memos list | head): not an error worth a message.
         _silence_stdout()
         return ExitCode.OK
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return _fail(exc, f"memos: unexpected error: {type(exc).__name__}: {exc}",
+                         ExitCode.ERROR)
+        # Adds are journalled: one that failed half-way is undone (now, or by the next
+        # command), so remember and import failing means nothing was stored.
+        return _fail(exc, f"memos: the disk is full ({exc.strerror}): free some space and "
+                          "try again", ExitCode.ERROR)
     except Exception as exc:  # a bug: say so in one line, trace with --debug
         return _fail(exc, f"memos: unexpected error: {type(exc).__name__}: {exc}",
                      ExitCode.ERROR)
