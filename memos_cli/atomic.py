@@ -16,7 +16,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600, sync: bool = True) 
     ``sync=False`` skips the fsyncs: still all-or-nothing, but a power cut may lose
     the new version (for advisory data such as usage counts).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
@@ -34,6 +34,22 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600, sync: bool = True) 
         raise
     if sync:
         _fsync_dir(path.parent)
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each 0700 whatever the umask
+    (``mkdir(parents=True)`` makes parents 0777 under ``umask 000``). Existing ones are
+    left as they are."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # another process made it meanwhile
+            continue
+        os.chmod(folder, 0o700)
 
 
 def _fsync_dir(directory: Path) -> None:

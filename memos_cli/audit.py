@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from memos_cli import crypto
-from memos_cli.atomic import write_atomic
+from memos_cli.atomic import make_private_dirs, write_atomic
 from memos_cli.errors import IntegrityError
 
 AUDIT_VERSION = 1
@@ -46,7 +46,7 @@ class AuditLog:
         lines = b"".join(self._seal(key, e) for e in events)
         if not lines:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.path.parent)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, lines)

@@ -33,9 +33,9 @@ import numpy as np
 from memos_cli import crypto
 from memos_cli.atomic import write_atomic
 from memos_cli.audit import AuditLog
-from memos_cli.errors import BadInputError, IntegrityError, UsageError, VersionError
+from memos_cli.errors import (BadInputError, IntegrityError, UsageError, VersionError,
+                              WrongKeyError)
 from memos_cli.keys import DataKey, Unlocked
-from memos_cli.lock import store_lock
 from memos_cli.paths import ensure_private_dir
 from memos_cli.usage import UsageLog
 from memos_cli.vault import Vault
@@ -82,12 +82,13 @@ def _write(engine: "MemoryEngine", out: IO[bytes], key: DataKey, passphrase: str
     params = crypto.new_kdf_params()
     kek = crypto.derive_kek(passphrase, params)
     content_key, backup_id = crypto.random_key(), secrets.token_hex(8)
-    header = json.dumps({
+    fields = {
         "version": BACKUP_VERSION, "backup_id": backup_id, "profile": engine.profile,
         "kdf": params.to_json(), "key_id": key.key_id,
         "data_key": crypto.b64e(crypto.seal(kek, key.key, f"backup/{backup_id}/data-key")),
         "content_key": crypto.b64e(crypto.seal(kek, content_key, f"backup/{backup_id}/content")),
-    }).encode()
+    }
+    header = json.dumps({**fields, "digest": _digest(fields)}).encode()
     out.write(MAGIC + struct.pack(">I", len(header)) + header)
     writer = _ChunkWriter(out, content_key, backup_id, header)
     writer.put({"kind": "meta", "meta": engine.store.meta()})
@@ -142,10 +143,14 @@ class Opened:
         doc = _parse_header(self.header)
         kek = crypto.derive_kek(passphrase, crypto.KdfParams.from_json(doc["kdf"]))
         backup_id = doc["backup_id"]
-        self.key = DataKey(doc["key_id"], crypto.unwrap_key_with_context(
-            kek, crypto.b64d(doc["data_key"]), f"backup/{backup_id}/data-key"))
-        self._content_key = crypto.unwrap_key_with_context(
-            kek, crypto.b64d(doc["content_key"]), f"backup/{backup_id}/content")
+        try:
+            self.key = DataKey(doc["key_id"], crypto.unwrap_key_with_context(
+                kek, crypto.b64d(doc["data_key"]), f"backup/{backup_id}/data-key"))
+            self._content_key = crypto.unwrap_key_with_context(
+                kek, crypto.b64d(doc["content_key"]), f"backup/{backup_id}/content")
+        except WrongKeyError:
+            raise WrongKeyError("wrong backup passphrase: it is the one given when the "
+                                "backup was made (MEMOS_BACKUP_PASSPHRASE)") from None
         self.profile = str(doc.get("profile", ""))
         self._binding = f"backup/{backup_id}/{hashlib.sha256(self.header).hexdigest()}"
 
@@ -158,9 +163,9 @@ class Opened:
                 if ended or len(prefix) < 4:
                     raise IntegrityError("the backup has bytes after its end, or is cut short")
                 (length,) = struct.unpack(">I", prefix)
-                blob = handle.read(length)
-                if len(blob) != length:
+                if length > self.size - handle.tell():  # never read (allocate) past the end
                     raise IntegrityError("the backup is cut short")
+                blob = handle.read(length)
                 chunk = json.loads(crypto.unseal(self._content_key, blob,
                                                  f"{self._binding}/{number}"))
                 number += 1
@@ -185,30 +190,51 @@ class Opened:
 
 
 def _read_header(handle: IO[bytes]) -> bytes:
+    """The header's bytes. A file that is not a backup at all is bad input (exit 8); one
+    whose magic has a damaged byte or two, or whose header is cut, is damaged (exit 5)."""
     start = handle.read(len(MAGIC) + 4)
-    if len(start) < len(MAGIC) + 4 or start[:len(MAGIC)] != MAGIC:
+    differ = sum(a != b for a, b in zip(start, MAGIC))
+    if len(start) < len(MAGIC) + 4 or differ > 2:
         raise BadInputError("not a memos backup file")
+    if differ:
+        raise IntegrityError("the backup's header is damaged (its first bytes)")
     (length,) = struct.unpack(">I", start[len(MAGIC):])
+    if length > 1 << 20:
+        raise IntegrityError("the backup's header is damaged")
     header = handle.read(length)
-    if length > 1 << 20 or len(header) != length:
+    if len(header) != length:
         raise IntegrityError("the backup's header is damaged")
     return header
 
 
 HEADER_FIELDS = ("version", "backup_id", "kdf", "key_id", "data_key", "content_key")
+OPTIONAL_FIELDS = ("profile", "digest")
+
+
+def _digest(fields: dict[str, Any]) -> str:
+    """A checksum of the header's fields. The header cannot be authenticated before the
+    passphrase is known, and a damaged salt or KDF parameter would otherwise look like
+    a wrong passphrase: this tells damage (exit 5) from a wrong passphrase (exit 4)."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def _parse_header(header: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(header)
         version = int(doc["version"])
-        crypto.KdfParams.from_json(doc["kdf"])
+        if version > BACKUP_VERSION:  # its fields may differ: say to upgrade, not "damaged"
+            raise VersionError("this backup was written by a later memos: upgrade memos")
         if not all(isinstance(doc[name], (str, dict, int)) for name in HEADER_FIELDS):
             raise TypeError
+        if set(doc) - set(HEADER_FIELDS) - set(OPTIONAL_FIELDS):
+            raise KeyError  # a field name with a damaged byte
+        fields = {k: v for k, v in doc.items() if k != "digest"}
+        if "digest" in doc and doc["digest"] != _digest(fields):  # older backups have none
+            raise ValueError
+        crypto.KdfParams.from_json(doc["kdf"])
     except (ValueError, KeyError, TypeError, AttributeError, IntegrityError):
         raise IntegrityError("the backup's header is damaged") from None
-    if version > BACKUP_VERSION:
-        raise VersionError("this backup was written by a later memos: upgrade memos")
     return doc
 
 
@@ -225,11 +251,7 @@ def restore(engine: "MemoryEngine", source: Path, passphrase: str, *, force: boo
     """
     opened = Opened(source, passphrase)
     count = opened.verify(_half(progress, 0))  # nothing is written unless all of it checks out
-    if engine.keys.exists():
-        engine._unlocked = engine.keys.unlock()  # may prompt: done before taking the lock
-        engine._load_store_token()
-    with store_lock(engine.paths.lock_file):
-        recover(engine)
+    with engine._locked():  # unlocks first, and finishes what an interrupted command left
         if (engine.keys.exists() or engine.store.exists()) and not force:
             raise UsageError(f"profile {engine.profile!r} is not empty: restore refuses to "
                              "overwrite it without --force")

@@ -244,6 +244,8 @@ def due(engine: "MemoryEngine") -> bool:
     rules = rules_for(engine)
     if rules.auto_after <= 0:
         return False
+    if engine.new_since_consolidation is not None:  # known from this engine's last add
+        return engine.new_since_consolidation >= rules.auto_after
     with engine._session(write=False) as codec:
         if codec is None:
             return False

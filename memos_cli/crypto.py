@@ -100,8 +100,41 @@ class KdfParams:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "KdfParams":
-        cost = {k: int(v) for k, v in data.items() if k not in ("name", "salt")}
-        return cls(name=str(data["name"]), salt=b64d(data["salt"]), cost=cost)
+        """Parameters read from a file, bounded: raises ``IntegrityError`` if damaged."""
+        try:
+            cost = {k: int(v) for k, v in data.items() if k not in ("name", "salt")}
+            params = cls(name=str(data["name"]), salt=b64d(data["salt"]), cost=cost)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise IntegrityError("the key derivation parameters are damaged") from None
+        _check_bounds(params)
+        return params
+
+
+# Parameters come from files (key files, key exports, backup headers): a damaged or
+# hostile one must not make memos hang for minutes or ask for gigabytes. Each bound is
+# well above what memos writes (Argon2id t=3, p=4, m=64 MiB; scrypt n=2^17, r=8, p=1),
+# the memory at most 512 MiB and the total work at most 8 times memos' own.
+_KDF_BOUNDS = {"argon2id": {"iterations": (1, 16), "lanes": (1, 16), "memory_cost": (8, 1 << 19)},
+               "scrypt": {"n": (2, 1 << 20), "r": (1, 32), "p": (1, 16)}}
+_KDF_MAX_WORK = {"argon2id": 8 * 3 * 64 * 1024, "scrypt": 8 * 8 * 2**17}  # t*m, n*r*p
+
+
+def _check_bounds(params: KdfParams) -> None:
+    bounds = _KDF_BOUNDS.get(params.name)
+    if bounds is None:
+        raise WrongKeyError(f"unknown key derivation {params.name!r}: made by a newer memos?")
+    cost = params.cost
+    inside = (set(cost) == set(bounds) and 8 <= len(params.salt) <= 64
+              and all(low <= cost[k] <= high for k, (low, high) in bounds.items()))
+    if inside and params.name == "argon2id":
+        inside = (cost["memory_cost"] >= 8 * cost["lanes"]
+                  and cost["iterations"] * cost["memory_cost"] <= _KDF_MAX_WORK["argon2id"])
+    elif inside:
+        inside = (cost["n"] & (cost["n"] - 1) == 0 and 128 * cost["n"] * cost["r"] <= 1 << 29
+                  and cost["n"] * cost["r"] * cost["p"] <= _KDF_MAX_WORK["scrypt"])
+    if not inside:
+        raise IntegrityError("the key derivation parameters are out of bounds: "
+                             "the file is damaged, or was not made by memos")
 
 
 def new_kdf_params() -> KdfParams:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -103,6 +103,8 @@ class MemoryEngine:
         self._keywords: KeywordIndex | None = None
         self._generation: str | None = None
         self.damaged: list[str] = []  # ids whose ciphertext failed its integrity check
+        # What this engine's last add left the counter at (see consolidation.due).
+        self.new_since_consolidation: int | None = None
         self.cause = "library"  # what the audit trail names as the cause of changes
         self.audit_log = AuditLog(self.paths.audit_file(self.profile), f"audit/{self.profile}")
         self.usage = UsageLog(self.paths.usage_file(self.profile), f"usage/{self.profile}")
@@ -127,30 +129,59 @@ class MemoryEngine:
         ``write`` tells other processes afterwards that the store changed.
         """
         create = write if create is None else create
-        if self._unlocked is None and self.keys.exists():
+        with self._locked():
+            if self._unlocked is None:
+                self._refuse_foreign_store()
+                if not create:
+                    yield None
+                    return
+                self._unlocked = self.keys.create()
+            codec = self._open_store(create=create)
+            if codec is None:
+                yield None
+                return
+            if write:
+                # Before writing, not after: a write that committed must not then fail
+                # (a full disk), and others cannot look before we release the lock.
+                self._bump_generation()
+            yield codec
+
+    @contextmanager
+    def _locked(self, unlock: bool = True) -> Iterator[None]:
+        """The store lock, with whatever an interrupted command left finished or undone first.
+
+        Every command that takes the lock comes through here, so none can act on a
+        store that a killed consolidation, restore, reindex, write or rotation left
+        half-done (a rotation that ran before a consolidation was undone lost every
+        memory: the snapshot put back afterwards was sealed under the destroyed key).
+        The order matters: whole-folder snapshots first, then the profile's key, then
+        its rows. ``unlock=False`` (for ``forget --all``, which must destroy a profile
+        it cannot open) does only what needs no key.
+        """
+        if unlock and self._unlocked is None and self.keys.exists():
             self._unlocked = self.keys.unlock()  # may prompt: done before taking the lock
         with store_lock(self.paths.lock_file):
             self._refresh_if_stale()
             self._recover_consolidation()
             self._recover_restore()
-            if self._unlocked is None:
-                if not self.keys.exists():
-                    self._refuse_foreign_store()
-                    if not create:
-                        yield None
-                        return
-                    self._unlocked = self.keys.create()
-                else:
-                    self._unlocked = self.keys.unlock()
-            codec = self._open_store(create=create)
-            if codec is None:
-                yield None
-                return
-            try:
-                yield codec
-            finally:
-                if write:
-                    self._bump_generation()
+            if unlock and self._unlocked is None and self.keys.exists():
+                self._unlocked = self.keys.unlock()  # a finished restore changed the key
+            if unlock and self._unlocked is not None:
+                self._recover_store()
+            yield
+
+    def _recover_store(self) -> None:
+        """Finish or undo an interrupted reindex, write or key rotation (needs the key)."""
+        assert self._unlocked is not None
+        self._load_store_token()
+        self._recover_reindex()
+        pending = self.paths.journal_file(self.profile).exists() or self._unlocked.next
+        if pending and self.store.exists():
+            self._check_store_key_only()
+            self._recover_journal()
+            if self._unlocked.next is not None:
+                self._rotate_rows()
+                self._codec = None
 
     def _refuse_foreign_store(self) -> None:
         """A server store this machine has no key for was made elsewhere: say how to join."""
@@ -159,11 +190,10 @@ class MemoryEngine:
                                 "with a key this machine does not have" + JOIN_HINT)
 
     def _open_store(self, create: bool) -> RecordCodec | None:
+        """The codec for the store (made if ``create``); recovery already ran (``_locked``)."""
         assert self._unlocked is not None
         if self._codec is not None:
             return self._codec
-        self._load_store_token()
-        self._recover_reindex()
         if not self.store.exists():
             if not create:
                 return None
@@ -171,9 +201,6 @@ class MemoryEngine:
         meta = self.store.meta()
         self._check_store(meta)
         self._codec = RecordCodec(self._unlocked)
-        self._recover_journal()
-        if self._unlocked.next is not None:
-            self._rotate_rows()
         return self._codec
 
     def _load_store_token(self) -> None:
@@ -255,16 +282,24 @@ class MemoryEngine:
     # --- crash safety: the write journal --------------------------------------------------
 
     @contextmanager
-    def _journal(self, ids: Sequence[str]) -> Iterator[None]:
-        """Rows added inside the block are rolled back at next open if we die half-way."""
+    def _journal(self, ids: Sequence[str], event: Event | None = None) -> Iterator[None]:
+        """Rows ``ids`` are deleted at next open if we die inside the block: rows being
+        added are rolled back, rows being forgotten are forgotten all the same. The audit
+        ``event`` is recorded once the rows are gone, by us or by whoever recovers."""
         path = self.paths.journal_file(self.profile)
-        write_atomic(path, json.dumps({"version": 1, "add": list(ids)}).encode())
+        doc: dict[str, Any] = {"version": 1, "add": list(ids)}
+        if event is not None:
+            doc["event"] = asdict(event)
+        write_atomic(path, json.dumps(doc).encode())
         try:
             yield
         except BaseException:
+            self._keywords = None  # it may list rows that are gone again: reload it
             self.store.scrub_delete(self._existing(ids), self._dim())
+            self._record(event)
             path.unlink(missing_ok=True)
             raise
+        self._record(event)
         path.unlink(missing_ok=True)
 
     def _recover_journal(self) -> None:
@@ -273,12 +308,20 @@ class MemoryEngine:
         if text is None:
             return
         try:
-            ids = json.loads(text)["add"]
-        except (ValueError, KeyError):
-            ids = []
+            doc = json.loads(text)
+            ids, event = doc["add"], Event(**doc["event"]) if "event" in doc else None
+        except (ValueError, KeyError, TypeError):
+            ids, event = [], None
         self.store.scrub_delete(self._existing(ids), self._dim())
+        if event is not None and self.audit_log.read(self._index_key())[-1:] != [event]:
+            self._record(event)  # (a process killed after recording it left it last)
         path.unlink(missing_ok=True)
-        self._notice("notice: an interrupted write was rolled back")
+        self._notice("notice: an interrupted " + ("forget was finished" if event
+                                                  else "write was rolled back"))
+
+    def _record(self, event: Event | None) -> None:
+        if event is not None:
+            self.audit_log.append(self._index_key(), [event])
 
     def _existing(self, ids: Sequence[str]) -> list[str]:
         return [row.id for row in self.store.get(list(ids))]
@@ -343,7 +386,7 @@ class MemoryEngine:
         A key this machine already has is replaced only if no store opens with it (an
         earlier ``config set`` of a secret made it); its vault is re-sealed, not lost.
         """
-        with store_lock(self.paths.lock_file):
+        with self._locked():
             unused = self._unused_key()
             self._unlocked = self.keys.import_key(exported, passphrase, replace=unused is not None)
             if unused is not None:
@@ -355,10 +398,8 @@ class MemoryEngine:
 
         Raises if memories are stored under it: replacing it would orphan them.
         """
-        if not self.keys.exists():
+        if self._unlocked is None:
             return None
-        self._unlocked = self.keys.unlock()
-        self._load_store_token()
         if self.store.exists() and self.store.meta().get("key_id") == self._unlocked.current.key_id:
             raise UsageError(f"profile {self.profile!r} already has memories under its own key: "
                              "importing another would orphan them (use another --profile)")
@@ -381,9 +422,9 @@ class MemoryEngine:
         Only the key is needed, not the store: a server's token is set before memos
         can reach the server.
         """
-        with store_lock(self.paths.lock_file):
+        with self._locked():
             if self._unlocked is None:
-                self._unlocked = self.keys.unlock() if self.keys.exists() else self.keys.create()
+                self._unlocked = self.keys.create()
             vault = Vault(self.paths.vault_file(self.profile), self.profile)
             secrets_ = vault.read(self._index_key())
             if value is None:
@@ -395,8 +436,10 @@ class MemoryEngine:
     # --- the audit trail ---------------------------------------------------------------------
 
     def _audit(self, action: str, ids: list[str], count: int = 0) -> None:
-        event = Event(to_iso(now_utc()), action, list(ids), self.cause, count or len(ids))
-        self.audit_log.append(self._index_key(), [event])
+        self.audit_log.append(self._index_key(), [self._event(action, ids, count)])
+
+    def _event(self, action: str, ids: list[str], count: int = 0) -> Event:
+        return Event(to_iso(now_utc()), action, list(ids), self.cause, count or len(ids))
 
     def audit(self, since: datetime | None = None) -> list[Event]:
         """Every recorded change, oldest first (``audit_log.unreadable`` counts bad lines)."""
@@ -459,14 +502,17 @@ class MemoryEngine:
             return
         index = self._keyword_index()  # loaded before the add, so it is not seen as stale
         ids = [m.id for m in memories]
+        # Everything the add changes is inside the journal: a failure anywhere (a full
+        # disk) rolls all of it back, and once the journal is cleared nothing can fail.
         with self._journal(ids):
             self.store.add(ids, codec.blind(vectors), [codec.seal(m) for m in memories])
             index.add([_entry(m) for m in memories])
             self._save_keywords()
-        self._audit(action, ids)
-        meta = self.store.meta()  # counts toward consolidating by itself (a number only)
-        meta["new_since_consolidation"] = int(meta.get("new_since_consolidation", 0)) + len(ids)
-        self.store.set_meta(meta)
+            meta = self.store.meta()  # counts toward consolidating by itself (a number only)
+            meta["new_since_consolidation"] = int(meta.get("new_since_consolidation", 0)) + len(ids)
+            self.store.set_meta(meta)
+            self.new_since_consolidation = meta["new_since_consolidation"]
+            self._audit(action, ids)
 
     def _new_memory(self, item: NewMemory, now: str) -> Memory:
         text = item.text.strip()
@@ -580,11 +626,10 @@ class MemoryEngine:
             self.usage.forget(self._index_key(), doomed)
             # Journalled like an add: if the server drops or memos is killed half-way,
             # the deletion is finished (never undone) at the next open.
-            with self._journal(doomed):
+            with self._journal(doomed, self._event("forgotten", [], count=len(doomed))):
                 self.store.scrub_delete(doomed, self._dim())
             index.remove(doomed)
             self._save_keywords()
-            self._audit("forgotten", [], count=len(doomed))
             return len(doomed)
 
     def forget_preview(self, ids: Sequence[str], *, cascade: bool = True
@@ -630,10 +675,15 @@ class MemoryEngine:
             self.store.update([m.id for m in memories], [codec.seal(m) for m in memories])
 
     def forget_all(self) -> int:
-        """Destroy the profile: every memory, the collection and the keys."""
-        with store_lock(self.paths.lock_file):
+        """Destroy the profile: every memory, the collection and the keys.
+
+        Needs no key: it is the way out of a lost passphrase. The count is of rows,
+        whether or not they could be opened.
+        """
+        with self._locked(unlock=False):
             count = self.store.count() if self.store.exists() else 0
             self.store.drop()
+            self.store.sibling(self.profile + "-reindex").drop()
             self.keys.destroy()
             self.paths.journal_file(self.profile).unlink(missing_ok=True)
             self.paths.keyword_file(self.profile).unlink(missing_ok=True)
@@ -835,13 +885,8 @@ class MemoryEngine:
         The new collection is built beside the old one and swapped in at the end,
         so a crash at any point leaves one complete, consistent store.
         """
-        with store_lock(self.paths.lock_file):
-            if self._unlocked is None:
-                if not self.keys.exists():
-                    return 0
-                self._unlocked = self.keys.unlock()
-            self._recover_reindex()
-            if not self.store.exists():
+        with self._locked():
+            if self._unlocked is None or not self.store.exists():
                 return 0
             self._check_store_key_only()
             codec = RecordCodec(self._unlocked)
@@ -887,9 +932,8 @@ class MemoryEngine:
         """Re-wrap the data key under ``new_passphrase``, proven against the store first."""
         if not new_passphrase:
             raise UsageError("the new passphrase is empty")
-        with store_lock(self.paths.lock_file):
-            unlocked = self._unlocked or (self.keys.unlock() if self.keys.exists()
-                                          else self.keys.create())
+        with self._locked():
+            unlocked = self._unlocked or self.keys.create()
             self._unlocked = unlocked
 
             def proves(candidate: Unlocked) -> None:
@@ -905,11 +949,9 @@ class MemoryEngine:
 
     def rotate_key(self, progress: Progress | None = None) -> int:
         """Re-encrypt every memory under a new data key; resumable after a crash."""
-        with store_lock(self.paths.lock_file):
+        with self._locked():
             if self._unlocked is None:
-                if not self.keys.exists():
-                    raise NotFoundError("this profile has no key yet: nothing to rotate")
-                self._unlocked = self.keys.unlock()
+                raise NotFoundError("this profile has no key yet: nothing to rotate")
             if self.store.exists():
                 self._check_store_key_only()
             self._unlocked = self.keys.begin_rotation(self._unlocked)

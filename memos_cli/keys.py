@@ -321,7 +321,7 @@ class KeyStore:
                 doc = self._read()
                 if doc.get("mode") == "keyring":
                     self._keyring_delete()
-            except WrongKeyError:
+            except (WrongKeyError, VersionError):  # unreadable: still destroyed below
                 pass
         for path in (self.file, self.paths.secret_file(self.profile),
                      self.paths.vault_file(self.profile)):

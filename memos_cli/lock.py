@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from memos_cli.atomic import make_private_dirs
 from memos_cli.errors import BusyError
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -31,7 +32,7 @@ def lock_timeout() -> float:
 def store_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` for the duration of the block."""
     timeout = lock_timeout() if timeout is None else timeout
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         _acquire(fd, timeout)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from memos_cli.atomic import make_private_dirs
 from memos_cli.errors import UsageError
 
 DEFAULT_PROFILE = "default"
@@ -98,6 +99,6 @@ def resolve_profile(name: str | None, env: Mapping[str, str] | None = None) -> s
 
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) with mode 0700 for the leaf; tighten if it exists."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dirs(path)
     os.chmod(path, 0o700)
     return path

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from memos_cli.atomic import make_private_dirs
 from memos_cli.errors import (BusyError, MemosError, ServerError, UsageError, VersionError,
                               WrongKeyError)
 
@@ -68,8 +69,9 @@ class ChromaStore:
             if self.remote is not None:
                 self._client = self.remote.connect(settings)
             else:
-                self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+                make_private_dirs(self.path)
                 self._client = chromadb.PersistentClient(path=str(self.path), settings=settings)
+                os.chmod(self.path / "chroma.sqlite3", 0o600)  # Chroma makes it 0644
         return self._client
 
     def reset(self) -> None:

@@ -7,6 +7,7 @@ and shows a traceback only with ``--debug`` / ``MEMOS_DEBUG=1`` (never locals).
 
 from __future__ import annotations
 
+import errno
 import getpass
 import os
 import sys
@@ -108,6 +109,14 @@ def run(argv: list[str] | None = None) -> None:
 
 def invoke(argv: list[str] | None = None) -> int:
     """Run the app and return its exit code (tests call this in-process)."""
+    saved = os.umask(0o077)  # what memos and Chroma create is the user's alone, whatever umask
+    try:
+        return _invoke(argv)
+    finally:
+        os.umask(saved)
+
+
+def _invoke(argv: list[str] | None) -> int:
     _register_commands()
     if "_MEMOS_COMPLETE" in os.environ:
         # Teach click the completion protocol that Typer's generated scripts speak.
@@ -138,6 +147,14 @@ def invoke(argv: list[str] | None = None) -> int:
         # The reader went away (memos list | head): not an error worth a message.
         _silence_stdout()
         return ExitCode.OK
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return _fail(exc, f"memos: unexpected error: {type(exc).__name__}: {exc}",
+                         ExitCode.ERROR)
+        # Adds are journalled: one that failed half-way is undone (now, or by the next
+        # command), so remember and import failing means nothing was stored.
+        return _fail(exc, f"memos: the disk is full ({exc.strerror}): free some space and "
+                          "try again", ExitCode.ERROR)
     except Exception as exc:  # a bug: say so in one line, trace with --debug
         return _fail(exc, f"memos: unexpected error: {type(exc).__name__}: {exc}",
                      ExitCode.ERROR)

@@ -12,7 +12,7 @@ import typer
 from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import (err, print_json, print_table, print_tsv, progress,
                                   stdin_is_terminal, stdout_is_terminal)
-from memos_cli.errors import UsageError
+from memos_cli.errors import MemosError, UsageError
 from memos_cli.timeparse import parse_when
 
 
@@ -88,17 +88,24 @@ def _confirm(count: int, yes: bool) -> None:
 
 def maybe_consolidate_in_background(eng) -> None:
     """After writes: if enough new memories arrived, consolidate in a detached process
-    (so it never slows the command that triggered it). ``lifecycle.auto_after = 0`` stops it."""
+    (so it never slows the command that triggered it). ``lifecycle.auto_after = 0`` stops it.
+
+    It runs after the command's write committed, so it must never fail the command: a
+    store busy or unreadable now only means consolidating is left for a later write.
+    """
     from memos_cli import consolidation
 
-    if os.environ.get("MEMOS_NO_AUTO_CONSOLIDATE") == "1" or not consolidation.due(eng):
-        return
     args = [sys.executable, "-m", "memos_cli"]
     if eng.profile != "default":
         args += ["--profile", eng.profile]
-    subprocess.Popen(args + ["consolidate", "--yes", "--quiet"], stdin=subprocess.DEVNULL,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     start_new_session=True)
+    try:
+        if os.environ.get("MEMOS_NO_AUTO_CONSOLIDATE") == "1" or not consolidation.due(eng):
+            return
+        subprocess.Popen(args + ["consolidate", "--yes", "--quiet"], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    except (MemosError, OSError):
+        return
 
 
 @app.command(rich_help_panel="Memory over time")

@@ -10,7 +10,7 @@ import typer
 from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import (err, memory_json, print_json, print_memories, print_table,
                                   print_tsv, progress, stdin_is_terminal, stdout_is_terminal)
-from memos_cli.errors import IntegrityError, UsageError
+from memos_cli.errors import IntegrityError, UsageError, VersionError, WrongKeyError
 from memos_cli.memory import KINDS, SHORT_ID, TIERS, Memory
 from memos_cli.timeparse import parse_when
 
@@ -189,18 +189,24 @@ def forget(
     if chosen != 1:
         raise UsageError("say what to forget: IDs, or one of --query, --tag, --before, --all")
     eng = engine()
-    targets = _forget_targets(eng, refs, query, limit, tag, before, all_)
+    readable = _readable_or_none(eng) if all_ else None
+    if all_:
+        targets = readable or []
+    else:
+        targets = _forget_targets(eng, refs, query, limit, tag, before)
     if targets and not all_:
         targets = _with_derived(eng, targets)
+    what = ("every memory of a profile that cannot be opened" if all_ and readable is None
+            else f"{len(targets)} memory(ies)")
     if dry_run:
         print_memories(targets, None, as_json, title="Would forget")
-        err(f"dry run: {len(targets)} memory(ies) would be forgotten"
+        err(f"dry run: {what} would be forgotten"
             + (", and the profile's keys destroyed" if all_ else ""))
         return
     if not targets and not all_:
         err("nothing matches: nothing forgotten")
         return
-    _confirm(len(targets), all_, yes)
+    _confirm(what + (" and this profile's keys" if all_ else ""), yes)
     count = eng.forget_all() if all_ else eng.forget([m.id for m in targets])
     if as_json:
         print_json({"forgotten": [m.id for m in targets], "count": count})
@@ -222,7 +228,17 @@ def _with_derived(eng, targets: list[Memory]) -> list[Memory]:
     return targets + derived
 
 
-def _forget_targets(eng, refs, query, limit, tag, before, all_) -> list[Memory]:
+def _readable_or_none(eng) -> list[Memory] | None:
+    """Every memory of the profile; None if it cannot be opened (a lost passphrase or
+    key): ``forget --all`` is the way out, so it destroys what it cannot read."""
+    try:
+        return eng.list(include_inactive=True)
+    except (WrongKeyError, IntegrityError, VersionError) as exc:
+        err(f"the profile cannot be opened ({exc}): --all destroys it without reading it")
+        return None
+
+
+def _forget_targets(eng, refs, query, limit, tag, before) -> list[Memory]:
     if refs:
         return [eng.show(ref) for ref in refs]
     if query:
@@ -230,16 +246,13 @@ def _forget_targets(eng, refs, query, limit, tag, before, all_) -> list[Memory]:
     memories = eng.list(include_inactive=True)
     if tag:
         return [m for m in memories if tag.strip().lower() in m.tags]
-    if before:
-        cutoff = parse_when(before)
-        return [m for m in memories if parse_when(m.created_at) < cutoff]
-    return memories
+    cutoff = parse_when(before)
+    return [m for m in memories if parse_when(m.created_at) < cutoff]
 
 
-def _confirm(count: int, all_: bool, yes: bool) -> None:
+def _confirm(what: str, yes: bool) -> None:
     if yes:
         return
-    what = f"{count} memory(ies)" + (" and this profile's keys" if all_ else "")
     if not stdin_is_terminal():
         raise UsageError(f"refusing to forget {what} without --yes (not a terminal)")
     if not typer.confirm(f"Forget {what} for good?", default=False, err=True):
