@@ -11,7 +11,6 @@ server is unreachable; the server's SQLite file is out of its reach (SECURITY.md
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import sys
@@ -60,7 +59,6 @@ class ChromaStore:
 
     def _connect(self) -> Any:
         if self._client is None:
-            os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
             import chromadb
             from chromadb.config import Settings
 
