@@ -37,13 +37,13 @@ def open_file(path: Path, blob: bytes, fmt: str, version: int, keys: "Unlocked",
     head, _, sealed = blob.partition(b"\n")
     try:
         doc = json.loads(head)
-        found, key_id = int(doc["version"]), str(doc["key_id"])
         if doc["format"] != fmt:
             raise ValueError
+        if int(doc["version"]) > version:
+            raise VersionError(f"{path} was written by a later memos: upgrade memos")
+        key_id = str(doc["key_id"])
     except (ValueError, TypeError, KeyError):
         raise IntegrityError(f"{path} is damaged (its header does not read)") from None
-    if found > version:
-        raise VersionError(f"{path} was written by a later memos: upgrade memos")
     key = keys.by_id(key_id)
     if key is None:
         raise IntegrityError(f"{path} is sealed under a key this profile does not have")
