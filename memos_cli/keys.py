@@ -171,7 +171,8 @@ class KeyStore:
 
     def _keyfile_create(self) -> bytes:
         secret_file = self.paths.secret_file(self.profile)
-        if secret_file.exists():  # its key file went missing: this secret may still be needed
+        if secret_file.exists() and not self.exists():  # its key file went missing: it may
+            # be put back, and then needs this secret
             raise WrongKeyError(f"{secret_file} exists but its key file {self.file} is missing: "
                                 "put the key file back (from a backup), or move the secret "
                                 "away to start this profile afresh")
