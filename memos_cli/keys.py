@@ -194,6 +194,8 @@ class KeyStore:
         key_id = doc["key_id"]
         self._tell_if_passphrase_unused(doc["mode"])
         kek = self._kek_for(doc)
+        if doc["mode"] != "keyfile":  # left by a passphrase change killed before its cleanup
+            _shred(self.paths.secret_file(self.profile))
         current = DataKey(key_id, crypto.unwrap_key(kek, crypto.b64d(doc["wrapped"]), key_id))
         upcoming = None
         if "next" in doc:
@@ -320,7 +322,7 @@ class KeyStore:
         if old_mode == "keyring":
             self._keyring_delete()
         elif old_mode == "keyfile":
-            self.paths.secret_file(self.profile).unlink(missing_ok=True)
+            _shred(self.paths.secret_file(self.profile))
 
     def begin_rotation(self, unlocked: Unlocked) -> Unlocked:
         """Record a next data key beside the current one (idempotent if one exists)."""

@@ -102,6 +102,9 @@ def test_real_use_kill_during_passphrase_change_keeps_everything_readable(
     else:
         monkeypatch.setenv("MEMOS_PASSPHRASE", now)
     _everything_readable(engine_factory, ids, events)
+    # The old key-file secret wraps nothing any more once the new wrap is in place.
+    secret = engine_factory().paths.secret_file("default")
+    assert secret.exists() == (start == "keyfile" and point == "passphrase:proven")
 
 
 # --- a lost key file (item 2) ------------------------------------------------------------------
