@@ -182,9 +182,9 @@ class MemoryEngine:
             raise WrongKeyError(f"profile {self.profile!r} on {self.store.remote.url} was made "
                                 "with a key this machine does not have" + JOIN_HINT)
         raise WrongKeyError(f"profile {self.profile!r} has memories but its key file "
-                            f"{self.keys.file} is missing: put it back (from a backup of "
-                            f"{self.paths.keys_dir}), or 'memos restore' a backup, or "
-                            "'memos forget --all' to start afresh")
+                            f"{self.keys.file} is missing: put it back (from a copy of "
+                            f"{self.paths.keys_dir}), 'memos key import' an export of it, "
+                            "'memos restore' a backup, or 'memos forget --all' to start afresh")
 
     def _open_store(self, create: bool) -> RecordCodec | None:
         assert self._unlocked is not None
@@ -869,6 +869,7 @@ class MemoryEngine:
         with store_lock(self.paths.lock_file):
             if self._unlocked is None:
                 if not self.keys.exists():
+                    self._refuse_foreign_store()
                     return 0
                 self._unlocked = self.keys.unlock()
             self._recover_reindex()
@@ -942,6 +943,7 @@ class MemoryEngine:
         with store_lock(self.paths.lock_file):
             if self._unlocked is None:
                 if not self.keys.exists():
+                    self._refuse_foreign_store()
                     raise NotFoundError("this profile has no key yet: nothing to rotate")
                 self._unlocked = self.keys.unlock()
             if self.store.exists():

@@ -110,12 +110,14 @@ def test_real_use_kill_during_passphrase_change_keeps_everything_readable(
 # --- a lost key file (item 2) ------------------------------------------------------------------
 
 
-def test_attack_02_deleted_key_file_is_an_error_never_a_new_key(cli, home):
+def test_attack_02_deleted_key_file_is_an_error_never_a_new_key(cli, home, monkeypatch):
+    monkeypatch.setenv("MEMOS_NEW_PASSPHRASE", "new words")
     assert cli("remember", "the boiler code is 4471").code == 0
     key_file, secret = home / "config/keys/default.json", home / "config/keys/default.secret"
     saved, secret_before = key_file.read_bytes(), secret.read_bytes()
     key_file.unlink()
-    for args in (("list",), ("remember", "b"), ("recall", "boiler")):
+    for args in (("list",), ("remember", "b"), ("recall", "boiler"), ("key", "rotate"),
+                 ("reindex",), ("key", "passphrase")):
         result = cli(*args)
         assert result.code == 4, (args, result.err)
         assert "key file" in result.err and "missing" in result.err
