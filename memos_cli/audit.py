@@ -67,7 +67,7 @@ class AuditLog:
         raw = self._raw()
         lines = raw.split(b"\n")
         complete, torn = lines[:-1], lines[-1]
-        if complete and not complete[0].startswith(b"a%d." % LINE_VERSION):
+        if complete and b"." not in complete[0]:  # a version 1 trail: chain it first
             self.rewrite(keys, [*(line.event or line.raw for line in self._parse(keys)), *events])
             return
         previous = complete[-1] if complete else GENESIS
