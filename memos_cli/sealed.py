@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from memos_cli.keys import DataKey, Unlocked
 
 
-def seal_file(fmt: str, version: int, key: "DataKey", purpose: str, payload: bytes,
+def seal_file(fmt: str, version: int, key: DataKey, purpose: str, payload: bytes,
               context: str) -> bytes:
     """The bytes of a side file holding ``payload``, sealed under ``key``."""
     header = json.dumps({"format": fmt, "version": version, "key_id": key.key_id})
@@ -29,7 +29,7 @@ def seal_file(fmt: str, version: int, key: "DataKey", purpose: str, payload: byt
     return header.encode() + b"\n" + blob
 
 
-def open_file(path: Path, blob: bytes, fmt: str, version: int, keys: "Unlocked", purpose: str,
+def open_file(path: Path, blob: bytes, fmt: str, version: int, keys: Unlocked, purpose: str,
               context: str) -> tuple[str, bytes]:
     """(id of the key that sealed it, payload); raises IntegrityError or VersionError."""
     if not blob.startswith(b"{"):
@@ -54,7 +54,7 @@ def open_file(path: Path, blob: bytes, fmt: str, version: int, keys: "Unlocked",
         raise IntegrityError(f"{path} failed its integrity check: it was altered") from None
 
 
-def _open_legacy(path: Path, blob: bytes, keys: "Unlocked", purpose: str,
+def _open_legacy(path: Path, blob: bytes, keys: Unlocked, purpose: str,
                  context: str) -> tuple[str, bytes]:
     """A file written before key ids were recorded (version 1): try each key."""
     for key in (keys.current, keys.next):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from memos_cli import crypto
-from memos_cli.audit import AuditLog, Event
+from memos_cli.audit import Event
 from memos_cli.engine import MemoryEngine, NewMemory
 from memos_cli.errors import IntegrityError, VersionError, WrongKeyError
 from memos_cli.failpoint import EXIT_CODE, FAILPOINT_ENV
