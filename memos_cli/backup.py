@@ -297,12 +297,12 @@ def _stage(engine: "MemoryEngine", opened: Opened, progress: Progress | None) ->
         elif chunk["kind"] == "file" and chunk["name"] in _side_files(engine):
             staged = _staged(_side_files(engine)[chunk["name"]])
             write_atomic(staged, crypto.b64d(chunk["data"]))
-            _reseal(chunk["name"], staged, opened.key.key, opened.profile, engine.profile)
+            _reseal(chunk["name"], staged, opened.key, opened.profile, engine.profile)
             files.append(chunk["name"])
     return files
 
 
-def _reseal(name: str, path: Path, key: bytes, source: str, target: str) -> None:
+def _reseal(name: str, path: Path, key: DataKey, source: str, target: str) -> None:
     """Bind a side file sealed for profile ``source`` to profile ``target`` instead.
 
     Each file is sealed with its profile's name as associated data (the contexts
@@ -311,12 +311,14 @@ def _reseal(name: str, path: Path, key: bytes, source: str, target: str) -> None
     """
     if source == target:
         return
-    if name == "audit":
-        AuditLog(path, f"audit/{target}").rewrite(key, AuditLog(path, f"audit/{source}").read(key))
+    keys = Unlocked(key)
+    if name == "audit":  # a line that does not open is kept as it is, never dropped
+        lines = AuditLog(path, f"audit/{source}").lines(keys)
+        AuditLog(path, f"audit/{target}").rewrite(keys, lines)
     elif name == "vault":
-        Vault(path, target).write(key, Vault(path, source).read(key))
+        Vault(path, target).write(keys, Vault(path, source).read(keys))
     elif name == "usage":
-        UsageLog(path, f"usage/{target}").replace(key, UsageLog(path, f"usage/{source}").load(key))
+        UsageLog(path, f"usage/{target}").replace(keys, UsageLog(path, f"usage/{source}").load(keys))
 
 
 def recover(engine: "MemoryEngine") -> None:

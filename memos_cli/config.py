@@ -2,13 +2,14 @@
 
 The config file holds no secrets and no memory text: API keys come from the
 environment or the encrypted vault (``vault.py``). The file carries a version; a
-newer one is refused. ``set_value``/``unset_value`` edit it atomically.
+newer one is refused. ``set_value``/``unset_value`` edit it atomically, written by
+``tomli_w``. A value the user set wins over a later source even when it is 0 or empty.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -35,23 +36,44 @@ def read_config(paths: Paths) -> dict[str, Any]:
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
-        with open(paths.config_file, "rb") as fh:
-            doc = tomllib.load(fh)
+        text = paths.config_file.read_bytes().decode("utf-8")
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {paths.config_file}: {exc}") from None
+    try:
+        doc = tomllib.loads(_join_surrogates(text))
+    except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"cannot read {paths.config_file}: {exc}") from None
     if int(doc.get("version", CONFIG_VERSION)) > CONFIG_VERSION:
         raise VersionError(f"{paths.config_file} was written by a later memos: upgrade memos")
     return doc
 
 
+def _join_surrogates(text: str) -> str:
+    """Read files written by older memos, whose writer spelled a character outside the
+    BMP as a JSON surrogate pair (``\\ud83d\\ude00``), which TOML does not allow."""
+    def joined(match: re.Match[str]) -> str:
+        high, low = int(match.group(1), 16), int(match.group(2), 16)
+        return "\\U%08X" % (0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+
+    return _SURROGATE_PAIR.sub(joined, text)
+
+
+_SURROGATE_PAIR = re.compile(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.IGNORECASE)
+
+
+def _first(*values: Any) -> Any:
+    """The first value that is set, even to 0 or "": what the user set wins."""
+    return next((value for value in values if value is not None), None)
+
+
 def embedding_settings(paths: Paths, env: Mapping[str, str] | None = None) -> EmbeddingSettings:
     env = os.environ if env is None else env
     section = read_config(paths).get("embedding", {})
     return EmbeddingSettings(
-        model=env.get("MEMOS_EMBED_MODEL") or section.get("model", "local"),
-        base_url=env.get("MEMOS_EMBED_BASE_URL") or section.get("base_url"),
+        model=_first(env.get("MEMOS_EMBED_MODEL"), section.get("model"), "local"),
+        base_url=_first(env.get("MEMOS_EMBED_BASE_URL"), section.get("base_url")) or None,
         api_key=env.get("MEMOS_EMBED_API_KEY") or env.get("OPENAI_API_KEY"),
         timeout=float(section.get("timeout", 30.0)),
     )
@@ -91,12 +113,13 @@ def llm_settings(paths: Paths, flags: Mapping[str, Any] | None = None,
     section = read_config(paths).get("llm", {})
 
     def pick(name: str, env_name: str | None = None) -> Any:
-        return flags.get(name) or (env.get(env_name) if env_name else None) or section.get(name)
+        return _first(flags.get(name), env.get(env_name) if env_name else None, section.get(name))
 
-    preset = pick("preset", "MEMOS_LLM_PRESET")
+    preset = pick("preset", "MEMOS_LLM_PRESET") or None
     if preset is not None and preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
-    base_url = pick("base_url", "MEMOS_LLM_BASE_URL") or (PRESETS[preset] if preset else None)
+    base_url = _first(pick("base_url", "MEMOS_LLM_BASE_URL"),
+                      PRESETS[preset] if preset else None) or None
     model = pick("model", "MEMOS_LLM_MODEL")
     api_key = (flags.get("api_key") or env.get("MEMOS_LLM_API_KEY") or stored_key
                or env.get("OPENAI_API_KEY"))
@@ -106,8 +129,17 @@ def llm_settings(paths: Paths, flags: Mapping[str, Any] | None = None,
                              "memos config set llm.model NAME (see 'memos models')")
         return None
     return LlmSettings(base_url=base_url, model=str(model), api_key=api_key,
-                       timeout=float(pick("timeout", "MEMOS_LLM_TIMEOUT") or 60.0),
-                       temperature=float(pick("temperature") or 0.3))
+                       timeout=_number("llm.timeout", pick("timeout", "MEMOS_LLM_TIMEOUT"), 60.0),
+                       temperature=_number("llm.temperature", pick("temperature"), 0.3))
+
+
+def _number(name: str, value: Any, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} needs a number, not {value!r}") from None
 
 
 # --- editing the file ------------------------------------------------------------------------
@@ -163,20 +195,11 @@ def _settable(dotted: str) -> tuple[str, str, type]:
 
 
 def write_config(paths: Paths, doc: dict[str, Any]) -> None:
-    lines = [f"version = {CONFIG_VERSION}"]
-    for section, table in doc.items():
-        if section == "version" or not isinstance(table, dict):
-            continue
-        lines += ["", f"[{section}]"] + [f"{k} = {_toml(v)}" for k, v in table.items()]
-    write_atomic(paths.config_file, ("\n".join(lines) + "\n").encode(), mode=0o600)
+    import tomli_w
 
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+    tables = {k: v for k, v in doc.items() if k != "version" and isinstance(v, dict)}
+    text = tomli_w.dumps({"version": CONFIG_VERSION, **tables})
+    write_atomic(paths.config_file, text.encode("utf-8"), mode=0o600)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from memos_cli.config import read_config
+from memos_cli.failpoint import FAILPOINT_ENV, failpoint as _failpoint  # noqa: F401
 from memos_cli.lifecycle import (Action, Judge, Plan, Rules, SameJudge, Summariser,
                                 plan_consolidation)
 from memos_cli.memory import Memory, Version
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 SNAPSHOT_PREFIX = ".consolidation-"
 READY = "READY"  # written last into a snapshot: the copy is complete
-FAILPOINT_ENV = "MEMOS_TEST_FAILPOINT"  # test-only: die at a named point (crash tests)
 
 
 def rules_for(engine: "MemoryEngine") -> Rules:
@@ -122,11 +122,6 @@ def _put_back(engine: "MemoryEngine", snapshot: Path, profile: str | None = None
     shutil.rmtree(snapshot, ignore_errors=True)
     engine._keywords = None
     engine.usage.reset()
-
-
-def _failpoint(name: str) -> None:
-    if os.environ.get(FAILPOINT_ENV) == name:
-        os._exit(97)
 
 
 # --- the actions ------------------------------------------------------------------------------

@@ -10,9 +10,10 @@ process leaves the store as it was before, never half-written.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -21,10 +22,11 @@ import numpy as np
 from memos_cli import crypto
 from memos_cli.atomic import write_atomic
 from memos_cli.audit import AuditLog, Event
-from memos_cli.config import embedding_settings, store_settings
+from memos_cli.config import EmbeddingSettings, embedding_settings, store_settings
 from memos_cli.errors import (IntegrityError, NotFoundError, StoreMismatchError, UsageError,
                               VersionError, WrongKeyError)
-from memos_cli.keys import KeyStore, PassphraseSource, Unlocked, env_passphrase
+from memos_cli.failpoint import failpoint
+from memos_cli.keys import DataKey, KeyStore, PassphraseSource, Unlocked, env_passphrase
 from memos_cli.keyword import Entry, KeywordIndex, tokenize
 from memos_cli.lock import store_lock
 from memos_cli.lifecycle import initial_tier
@@ -85,6 +87,7 @@ class MemoryEngine:
 
     def __init__(self, profile: str | None = None, *, paths: Paths | None = None,
                  embedder: Any = None, passphrase: PassphraseSource = env_passphrase,
+                 new_passphrase: PassphraseSource | None = None,
                  use_keyring: bool | None = None,
                  notice: Callable[[str], None] | None = None,
                  store: str | None = None) -> None:
@@ -92,8 +95,11 @@ class MemoryEngine:
         self.profile = resolve_profile(profile)
         self.notices: list[str] = []
         self._notice = notice or self.notices.append
+        # ``passphrase`` unlocks; a new key is wrapped by ``new_passphrase`` (default: the
+        # same source), or by the keyring or a key file when that gives none.
         self.keys = KeyStore(self.paths, self.profile, passphrase=passphrase,
-                             use_keyring=use_keyring, notice=self._notice)
+                             new_passphrase=new_passphrase, use_keyring=use_keyring,
+                             notice=self._notice)
         where = store_settings(self.paths, store)
         remote = Remote(where.url, where.token, where.ca) if where.url else None
         self.store = ChromaStore(self.paths.chroma_dir, self.profile, remote)
@@ -114,8 +120,18 @@ class MemoryEngine:
     @property
     def embedder(self) -> Any:
         if self._embedder is None:
-            self._embedder = _shared_embedder(self.paths)
+            self._embedder = _shared_embedder(self._embedding_settings())
         return self._embedder
+
+    def _embedding_settings(self) -> EmbeddingSettings:
+        """The configured embedder; an endpoint's API key from the environment, else from
+        the vault (``config set embedding.api_key``), else OPENAI_API_KEY."""
+        settings = embedding_settings(self.paths)
+        if settings.model.startswith("openai:") and not os.environ.get("MEMOS_EMBED_API_KEY"):
+            stored = self.secret("embedding.api_key")
+            if stored:
+                settings = replace(settings, api_key=stored)
+        return settings
 
     def exists(self) -> bool:
         """Whether this profile has a key, i.e. was ever written to."""
@@ -183,11 +199,24 @@ class MemoryEngine:
                 self._rotate_rows()
                 self._codec = None
 
+    def _create_key(self, check_store: bool = True) -> Unlocked:
+        """A new key for a profile that has none, unless memories are stored without it."""
+        if check_store:
+            self._refuse_foreign_store()
+        return self.keys.create()
+
     def _refuse_foreign_store(self) -> None:
-        """A server store this machine has no key for was made elsewhere: say how to join."""
-        if self.store.remote is not None and self.store.exists():
+        """A store with no key here is never opened or replaced by a new key: on a server it
+        was made elsewhere (say how to join); locally its key file was lost or moved."""
+        if not self.store.exists():
+            return
+        if self.store.remote is not None:
             raise WrongKeyError(f"profile {self.profile!r} on {self.store.remote.url} was made "
                                 "with a key this machine does not have" + JOIN_HINT)
+        raise WrongKeyError(f"profile {self.profile!r} has memories but its key file "
+                            f"{self.keys.file} is missing: put it back (from a copy of "
+                            f"{self.paths.keys_dir}), 'memos key import' an export of it, "
+                            "'memos restore' a backup, or 'memos forget --all' to start afresh")
 
     def _open_store(self, create: bool) -> RecordCodec | None:
         """The codec for the store (made if ``create``); recovery already ran (``_locked``)."""
@@ -207,8 +236,7 @@ class MemoryEngine:
         """A server's token from the vault, unless the environment gave one (needs the key)."""
         remote = self.store.remote
         if remote is not None and remote.token is None and self._unlocked is not None:
-            remote.token = Vault(self.paths.vault_file(self.profile), self.profile).read(
-                self._index_key()).get("store.token")
+            remote.token = self._vault().read(self._keys()).get("store.token")
 
     def _check_store(self, meta: dict[str, Any]) -> None:
         assert self._unlocked is not None
@@ -220,9 +248,12 @@ class MemoryEngine:
             raise WrongKeyError("this store was made with another key than the one in "
                                 f"{self.keys.file}" + (JOIN_HINT if elsewhere else ""))
         try:
-            crypto.unseal(key.key, crypto.b64d(meta["check"]), "check/" + key.key_id)
+            crypto.unseal(key.key, crypto.b64d(str(meta["check"])), "check/" + key.key_id)
         except (IntegrityError, KeyError):
-            raise WrongKeyError("the key does not open this store") from None
+            # The key named by the store unwrapped, so it is the right one: the check
+            # value itself was altered.
+            raise IntegrityError("the store's check value failed its integrity check: "
+                                 "the store's metadata was altered") from None
         configured = self._configured_model()
         if meta.get("embed_model") != configured:
             raise StoreMismatchError(
@@ -313,7 +344,7 @@ class MemoryEngine:
         except (ValueError, KeyError, TypeError):
             ids, event = [], None
         self.store.scrub_delete(self._existing(ids), self._dim())
-        if event is not None and self.audit_log.read(self._index_key())[-1:] != [event]:
+        if event is not None and self.audit_log.read(self._keys())[-1:] != [event]:
             self._record(event)  # (a process killed after recording it left it last)
         path.unlink(missing_ok=True)
         self._notice("notice: an interrupted " + ("forget was finished" if event
@@ -321,7 +352,7 @@ class MemoryEngine:
 
     def _record(self, event: Event | None) -> None:
         if event is not None:
-            self.audit_log.append(self._index_key(), [event])
+            self.audit_log.append(self._keys(), [event])
 
     def _existing(self, ids: Sequence[str]) -> list[str]:
         return [row.id for row in self.store.get(list(ids))]
@@ -335,8 +366,8 @@ class MemoryEngine:
         """The profile's keyword index: loaded, or rebuilt if missing or out of step."""
         if self._keywords is None:
             assert self._codec is not None
-            path, key = self.paths.keyword_file(self.profile), self._index_key()
-            index = KeywordIndex.load(path, key, self._index_context)
+            path = self.paths.keyword_file(self.profile)
+            index = KeywordIndex.load(path, self._keys(), self._index_context)
             if index is None or not self._index_matches(index):
                 # Storage order is insertion order, which threads need.
                 memories = [m for _row, m in self._open_rows(self._codec, self.store.scan())]
@@ -357,12 +388,17 @@ class MemoryEngine:
 
     def _save_keywords(self) -> None:
         if self._keywords is not None:
-            self._keywords.save(self.paths.keyword_file(self.profile), self._index_key(),
+            self._keywords.save(self.paths.keyword_file(self.profile), self._keys(),
                                 self._index_context)
 
-    def _index_key(self) -> bytes:
+    def _keys(self) -> Unlocked:
+        """The unlocked keys: side files open with the key they name, and new ones are
+        sealed under the next key mid-rotation, as rows are."""
         assert self._unlocked is not None
-        return (self._unlocked.next or self._unlocked.current).key
+        return self._unlocked
+
+    def _vault(self) -> Vault:
+        return Vault(self.paths.vault_file(self.profile), self.profile)
 
     @property
     def _index_context(self) -> str:
@@ -388,12 +424,14 @@ class MemoryEngine:
         """
         with self._locked():
             unused = self._unused_key()
-            self._unlocked = self.keys.import_key(exported, passphrase, replace=unused is not None)
-            if unused is not None:
-                self._rekey_side_files(unused, self._unlocked.current.key)
+            imported = self.keys.open_export(exported, passphrase)
+            if unused is not None:  # re-sealed first: the old key still exists if we die here
+                self._reseal_side_files(Unlocked(unused, imported))
+            self._unlocked = self.keys.import_key(exported, passphrase, replace=unused is not None,
+                                                  opened=imported)
             self._audit("key changed", [])
 
-    def _unused_key(self) -> bytes | None:
+    def _unused_key(self) -> DataKey | None:
         """This profile's data key if it has one that opens no store; None if it has none.
 
         Raises if memories are stored under it: replacing it would orphan them.
@@ -403,7 +441,7 @@ class MemoryEngine:
         if self.store.exists() and self.store.meta().get("key_id") == self._unlocked.current.key_id:
             raise UsageError(f"profile {self.profile!r} already has memories under its own key: "
                              "importing another would orphan them (use another --profile)")
-        return self._unlocked.current.key
+        return self._unlocked.current
 
     # --- secrets (API keys) -----------------------------------------------------------------
 
@@ -413,8 +451,7 @@ class MemoryEngine:
             return None
         if self._unlocked is None:
             self._unlocked = self.keys.unlock()
-        return Vault(self.paths.vault_file(self.profile), self.profile).read(
-            self._index_key()).get(name)
+        return self._vault().read(self._keys()).get(name)
 
     def set_secret(self, name: str, value: str | None) -> None:
         """Store (or with None, remove) a secret in the vault, sealed.
@@ -424,29 +461,31 @@ class MemoryEngine:
         """
         with self._locked():
             if self._unlocked is None:
-                self._unlocked = self.keys.create()
-            vault = Vault(self.paths.vault_file(self.profile), self.profile)
-            secrets_ = vault.read(self._index_key())
+                # A server may not be reachable before its token is set: only a local
+                # store is checked for a lost key.
+                self._unlocked = self._create_key(check_store=self.store.remote is None)
+            vault = self._vault()
+            secrets_ = vault.read(self._keys())
             if value is None:
                 secrets_.pop(name, None)
             else:
                 secrets_[name] = value
-            vault.write(self._index_key(), secrets_)
+            vault.write(self._keys(), secrets_)
 
     # --- the audit trail ---------------------------------------------------------------------
 
     def _audit(self, action: str, ids: list[str], count: int = 0) -> None:
-        self.audit_log.append(self._index_key(), [self._event(action, ids, count)])
+        self.audit_log.append(self._keys(), [self._event(action, ids, count)])
 
     def _event(self, action: str, ids: list[str], count: int = 0) -> Event:
         return Event(to_iso(now_utc()), action, list(ids), self.cause, count or len(ids))
 
     def audit(self, since: datetime | None = None) -> list[Event]:
-        """Every recorded change, oldest first (``audit_log.unreadable`` counts bad lines)."""
+        """Every recorded change, oldest first (``audit_log.damaged`` counts lines that fail their check)."""
         with self._session(write=False) as codec:
             if codec is None:
                 return []
-            events = self.audit_log.read(self._index_key())
+            events = self.audit_log.read(self._keys())
         return [e for e in events if since is None or from_iso(e.at) >= since]
 
     # --- writing -------------------------------------------------------------------------
@@ -622,8 +661,8 @@ class MemoryEngine:
             index = self._keyword_index()
             self._strip_sources(codec, rebuilt, set(doomed))
             # The trail keeps that something was forgotten, and when; not which.
-            self.audit_log.strike(self._index_key(), doomed)
-            self.usage.forget(self._index_key(), doomed)
+            self.audit_log.strike(self._keys(), doomed)
+            self.usage.forget(self._keys(), doomed)
             # Journalled like an add: if the server drops or memos is killed half-way,
             # the deletion is finished (never undone) at the next open.
             with self._journal(doomed, self._event("forgotten", [], count=len(doomed))):
@@ -767,7 +806,7 @@ class MemoryEngine:
         if not hits:
             return
         now = to_iso(now_utc())
-        self.usage.record(self._index_key(), [h.memory.id for h in hits], now)
+        self.usage.record(self._keys(), [h.memory.id for h in hits], now)
         for hit in hits:
             hit.memory.access_count += 1
             hit.memory.last_access = now
@@ -828,7 +867,7 @@ class MemoryEngine:
         with self._session(write=False) as codec:
             if codec is None:
                 raise NotFoundError(f"no memory matches {ref!r}")
-            return self.usage.apply(self._index_key(),
+            return self.usage.apply(self._keys(),
                                     codec.open(self.store.get([self._resolve(ref)])[0]))
 
     def _resolve(self, ref: str) -> str:
@@ -845,7 +884,7 @@ class MemoryEngine:
     def _open_rows(self, codec: RecordCodec, rows: Iterable[Any],
                    with_usage: bool = True) -> Iterator[tuple[Any, Memory]]:
         """Decrypt rows; ``with_usage`` adds recorded recalls (for reading, not rewriting)."""
-        key = self._index_key()
+        key = self._keys()
         for row in rows:
             try:
                 memory = codec.open(row)
@@ -886,7 +925,10 @@ class MemoryEngine:
         so a crash at any point leaves one complete, consistent store.
         """
         with self._locked():
-            if self._unlocked is None or not self.store.exists():
+            if self._unlocked is None:
+                self._refuse_foreign_store()
+                return 0
+            if not self.store.exists():
                 return 0
             self._check_store_key_only()
             codec = RecordCodec(self._unlocked)
@@ -933,7 +975,7 @@ class MemoryEngine:
         if not new_passphrase:
             raise UsageError("the new passphrase is empty")
         with self._locked():
-            unlocked = self._unlocked or self.keys.create()
+            unlocked = self._unlocked or self._create_key()
             self._unlocked = unlocked
 
             def proves(candidate: Unlocked) -> None:
@@ -941,6 +983,9 @@ class MemoryEngine:
                     saved, self._unlocked = self._unlocked, candidate
                     try:
                         self._check_store_key_only()
+                    except IntegrityError:
+                        raise WrongKeyError("the new wrap does not open the store: "
+                                            "the passphrase was not changed") from None
                     finally:
                         self._unlocked = saved
 
@@ -951,6 +996,7 @@ class MemoryEngine:
         """Re-encrypt every memory under a new data key; resumable after a crash."""
         with self._locked():
             if self._unlocked is None:
+                self._refuse_foreign_store()
                 raise NotFoundError("this profile has no key yet: nothing to rotate")
             if self.store.exists():
                 self._check_store_key_only()
@@ -961,6 +1007,8 @@ class MemoryEngine:
             return count
 
     def _rotate_rows(self, progress: Progress | None = None) -> int:
+        """Re-seal rows, then every side file, under the next key; only then drop the old
+        one. Each step can run again after a kill: rows and files name their key."""
         assert self._unlocked is not None and self._unlocked.next is not None
         old, new = self._unlocked.current, self._unlocked.next
         count = 0
@@ -974,25 +1022,36 @@ class MemoryEngine:
                 self.store.update([row.id], [codec.seal(memory, key=new)],
                                   crypto.blind(vector[None, :], new.rotation(len(row.vector))))
                 count += 1
+                failpoint("rotate:row-done")
                 if progress:
                     progress(count, len(rows))
             self.store.set_meta(self._store_meta(new, {
                 k: v for k, v in self.store.meta().items() if k.startswith("embed_")}))
             self.store.compact()  # old ciphertexts leave SQLite's free pages
+        failpoint("rotate:rows-done")
+        self._reseal_side_files(self._unlocked)
+        self._audit("key changed", [], count=count)  # under the next key, before the old goes
+        failpoint("rotate:before-finish")
         self._unlocked = self.keys.finish_rotation(self._unlocked)
+        failpoint("rotate:finished")
         self._codec = RecordCodec(self._unlocked)
-        self._rekey_side_files(old.key, new.key)
-        self._audit("key changed", [], count=count)
         return count
 
-    def _rekey_side_files(self, old: bytes, new: bytes) -> None:
-        """Re-seal the audit trail, vault and usage counts under a new data key."""
-        # The index was sealed under the old key: drop it; it is rebuilt when next needed.
-        self.paths.keyword_file(self.profile).unlink(missing_ok=True)
+    def _reseal_side_files(self, keys: Unlocked) -> None:
+        """Re-seal the keyword index, audit trail, vault and usage counts under the writing
+        key of ``keys`` (which must also hold the key they are sealed under now)."""
+        index = KeywordIndex.load(self.paths.keyword_file(self.profile), keys, self._index_context)
+        if index is not None:
+            index.save(self.paths.keyword_file(self.profile), keys, self._index_context)
+        else:  # damaged or absent: it is a cache, rebuilt when next needed
+            self.paths.keyword_file(self.profile).unlink(missing_ok=True)
         self._keywords = None
-        self.audit_log.rewrite(new, self.audit_log.read(old))
-        Vault(self.paths.vault_file(self.profile), self.profile).rekey(old, new)
-        self.usage.rekey(old, new)
+        failpoint("reseal:index")
+        self.audit_log.reseal(keys)
+        failpoint("reseal:audit")
+        self._vault().reseal(keys)
+        failpoint("reseal:vault")
+        self.usage.reseal(keys)
 
 
 _ACTIONS_BY_REASON = {"update": "updated", CORRECTED: "updated", "superseded": "superseded",
@@ -1003,11 +1062,10 @@ _EMBEDDERS: dict[tuple, Any] = {}
 _SEEN_GENERATION: dict[str, str | None] = {}
 
 
-def _shared_embedder(paths: Paths) -> Any:
+def _shared_embedder(settings: EmbeddingSettings) -> Any:
     """One embedder per configuration per process, so the model loads once."""
     from memos_cli.embedding import make_embedder
 
-    settings = embedding_settings(paths)
     key = (settings.model, settings.base_url, settings.api_key, settings.timeout)
     if key not in _EMBEDDERS:
         _EMBEDDERS[key] = make_embedder(settings.model, base_url=settings.base_url,

@@ -20,7 +20,9 @@ import numpy as np
 
 from memos_cli import crypto
 from memos_cli.atomic import write_atomic
-from memos_cli.errors import BadInputError, UsageError, VersionError, WrongKeyError
+from memos_cli.errors import (BadInputError, IntegrityError, UsageError, VersionError,
+                              WrongKeyError)
+from memos_cli.failpoint import failpoint
 from memos_cli.paths import Paths, ensure_private_dir
 from memos_cli.timeparse import now_utc, to_iso
 
@@ -71,10 +73,15 @@ class KeyStore:
 
     def __init__(self, paths: Paths, profile: str, *,
                  passphrase: PassphraseSource = env_passphrase,
+                 new_passphrase: PassphraseSource | None = None,
                  use_keyring: bool | None = None,
                  notice: Callable[[str], None] = lambda _msg: None) -> None:
+        """``passphrase`` unlocks a passphrase-protected key; ``new_passphrase`` (default:
+        the same source) gives a new key's passphrase, or None for keyring or key file."""
         self.paths, self.profile = paths, profile
         self._passphrase, self._notice = passphrase, notice
+        self._new_passphrase = new_passphrase or passphrase
+        self._told_unused_passphrase = False
         if use_keyring is None:
             use_keyring = os.environ.get("MEMOS_KEYRING", "1") not in ("0", "off", "no")
         self._use_keyring = use_keyring
@@ -95,11 +102,17 @@ class KeyStore:
         except FileNotFoundError:
             raise WrongKeyError(f"no key for profile {self.profile!r}") from None
         except (OSError, ValueError):
-            raise WrongKeyError(f"the key file {self.file} is unreadable or corrupt") from None
-        if doc.get("format") != KEYS_FORMAT:
-            raise WrongKeyError(f"{self.file} is not a memos key file")
-        if int(doc.get("version", 0)) > KEYS_VERSION:
+            raise IntegrityError(f"the key file {self.file} is unreadable or corrupt"
+                                 + RESTORE_HINT) from None
+        if not isinstance(doc, dict) or doc.get("format") != KEYS_FORMAT:
+            raise IntegrityError(f"{self.file} is not a memos key file" + RESTORE_HINT)
+        version = doc.get("version")
+        if not isinstance(version, int):
+            raise IntegrityError(f"the key file {self.file} is damaged" + RESTORE_HINT)
+        if version > KEYS_VERSION:
             raise VersionError(f"{self.file} was written by a later version of memos: upgrade memos")
+        if not _well_formed(doc):
+            raise IntegrityError(f"the key file {self.file} is damaged" + RESTORE_HINT)
         return doc
 
     def _write(self, doc: dict[str, Any]) -> None:
@@ -132,7 +145,8 @@ class KeyStore:
         return _encode(doc)
 
     def _new_doc(self, key: DataKey) -> dict[str, Any]:
-        passphrase = os.environ.get("MEMOS_PASSPHRASE")
+        passphrase = self._new_passphrase(
+            f"New passphrase for memos profile '{self.profile}' (empty: none): ")
         doc: dict[str, Any] = {"format": KEYS_FORMAT, "version": KEYS_VERSION,
                                "profile": self.profile, "key_id": key.key_id,
                                "created_at": to_iso(now_utc())}
@@ -156,6 +170,12 @@ class KeyStore:
         return crypto.derive_kek(passphrase, params)
 
     def _keyfile_create(self) -> bytes:
+        secret_file = self.paths.secret_file(self.profile)
+        if secret_file.exists() and not self.exists():  # its key file went missing: it may
+            # be put back, and then needs this secret
+            raise WrongKeyError(f"{secret_file} exists but its key file {self.file} is missing: "
+                                "put the key file back (from a backup), or move the secret "
+                                "away to start this profile afresh")
         kek = crypto.random_key()
         ensure_private_dir(self.paths.keys_dir)
         secret = json.dumps({"kek": crypto.b64e(kek)}).encode()
@@ -172,7 +192,10 @@ class KeyStore:
     def unlock(self) -> Unlocked:
         doc = self._read()
         key_id = doc["key_id"]
+        self._tell_if_passphrase_unused(doc["mode"])
         kek = self._kek_for(doc)
+        if doc["mode"] != "keyfile":  # left by a passphrase change killed before its cleanup
+            _shred(self.paths.secret_file(self.profile))
         current = DataKey(key_id, crypto.unwrap_key(kek, crypto.b64d(doc["wrapped"]), key_id))
         upcoming = None
         if "next" in doc:
@@ -182,6 +205,17 @@ class KeyStore:
         self._kek = kek
         return Unlocked(current, upcoming)
 
+    def _tell_if_passphrase_unused(self, mode: str) -> None:
+        """A passphrase in the environment that this profile does not use is said once:
+        silently ignoring it would let a wrong one look right."""
+        if mode != "passphrase" and os.environ.get("MEMOS_PASSPHRASE") \
+                and not self._told_unused_passphrase:
+            self._told_unused_passphrase = True
+            where = "the OS keyring" if mode == "keyring" else "a key file"
+            self._notice(f"notice: MEMOS_PASSPHRASE is ignored: the key of profile "
+                         f"{self.profile!r} is protected by {where} "
+                         "(set a passphrase with 'memos key passphrase')")
+
     def _kek_for(self, doc: dict[str, Any]) -> bytes:
         mode = doc.get("mode")
         if mode == "passphrase":
@@ -189,7 +223,12 @@ class KeyStore:
             if not passphrase:
                 raise WrongKeyError("this store is protected by a passphrase: set "
                                     "MEMOS_PASSPHRASE or run memos on a terminal")
-            return crypto.derive_kek(passphrase, crypto.KdfParams.from_json(doc["kdf"]))
+            try:
+                params = crypto.KdfParams.from_json(doc["kdf"])
+                return crypto.derive_kek(passphrase, params)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                raise IntegrityError(f"the key file {self.file} has damaged key-derivation "
+                                     "parameters" + RESTORE_HINT) from None
         if mode == "keyring":
             return self._keyring_get()
         if mode == "keyfile":
@@ -197,12 +236,21 @@ class KeyStore:
         raise VersionError(f"unknown key mode {mode!r} in {self.file}: upgrade memos")
 
     def _keyfile_read(self) -> bytes:
+        path = self.paths.secret_file(self.profile)
         try:
-            secret = json.loads(self.paths.secret_file(self.profile).read_text("utf-8"))
-            return crypto.b64d(secret["kek"])
-        except (OSError, ValueError, KeyError):
-            raise WrongKeyError(
-                f"the key file {self.paths.secret_file(self.profile)} is missing or corrupt") from None
+            text = path.read_text("utf-8")
+        except FileNotFoundError:
+            raise WrongKeyError(f"the key secret {path} is missing: put it back from a "
+                                "backup of the keys folder") from None
+        except (OSError, ValueError):
+            raise IntegrityError(f"the key secret {path} is unreadable" + RESTORE_HINT) from None
+        try:
+            kek = crypto.b64d(json.loads(text)["kek"])
+        except (ValueError, TypeError, KeyError, AttributeError, IntegrityError):
+            kek = b""
+        if len(kek) != crypto.KEY_BYTES:
+            raise IntegrityError(f"the key secret {path} is damaged" + RESTORE_HINT)
+        return kek
 
     def _keyring_get(self) -> bytes:
         backend = _usable_keyring()
@@ -215,7 +263,13 @@ class KeyStore:
         if not value:
             raise WrongKeyError("the key for this store is not in the OS keyring "
                                 "(another user, machine, or a locked keyring?)")
-        return crypto.b64d(value)
+        try:
+            kek = crypto.b64d(value)
+        except IntegrityError:
+            kek = b""
+        if len(kek) != crypto.KEY_BYTES:
+            raise IntegrityError("the key in the OS keyring for this profile is damaged")
+        return kek
 
     def _keyring_set(self, kek: bytes) -> None:
         backend = _usable_keyring()
@@ -261,12 +315,14 @@ class KeyStore:
                 crypto.wrap_key(kek, unlocked.next.key, unlocked.next.key_id))}
         proof = crypto.unwrap_key(kek, crypto.b64d(new_doc["wrapped"]), key_id)
         proves_store(Unlocked(DataKey(key_id, proof), unlocked.next))
+        failpoint("passphrase:proven")
         self._write(new_doc)
         self._kek = kek
+        failpoint("passphrase:written")
         if old_mode == "keyring":
             self._keyring_delete()
         elif old_mode == "keyfile":
-            self.paths.secret_file(self.profile).unlink(missing_ok=True)
+            _shred(self.paths.secret_file(self.profile))
 
     def begin_rotation(self, unlocked: Unlocked) -> Unlocked:
         """Record a next data key beside the current one (idempotent if one exists)."""
@@ -278,6 +334,7 @@ class KeyStore:
         doc["next"] = {"key_id": fresh.key_id,
                        "wrapped": crypto.b64e(crypto.wrap_key(self._kek, fresh.key, fresh.key_id))}
         self._write(doc)
+        failpoint("rotate:begun")
         return Unlocked(unlocked.current, fresh)
 
     def finish_rotation(self, unlocked: Unlocked) -> Unlocked:
@@ -301,18 +358,30 @@ class KeyStore:
                 "key_id": key.key_id, "kdf": params.to_json(),
                 "wrapped": crypto.b64e(crypto.wrap_key(kek, key.key, key.key_id))}
 
-    def import_key(self, doc: dict[str, Any], passphrase: str, replace: bool = False) -> Unlocked:
-        """Adopt an exported data key; the profile must have no key yet, unless ``replace``."""
+    def import_key(self, doc: dict[str, Any], passphrase: str, replace: bool = False,
+                   opened: DataKey | None = None) -> Unlocked:
+        """Adopt an exported data key; the profile must have no key yet, unless ``replace``.
+        ``opened`` is the key ``open_export`` already took out of ``doc``."""
         if self.exists() and not replace:
             raise UsageError(f"profile {self.profile!r} already has a key: importing another "
                              "would orphan its memories (use another --profile)")
-        if doc.get("format") != EXPORT_FORMAT:
+        return self.create(opened or self.open_export(doc, passphrase))
+
+    @staticmethod
+    def open_export(doc: dict[str, Any], passphrase: str) -> DataKey:
+        """The data key inside a key export (``export``), checked."""
+        if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
             raise BadInputError("not a memos key export")
-        if int(doc.get("version", 0)) > KEYS_VERSION:
+        if not isinstance(doc.get("version"), int) or not isinstance(doc.get("key_id"), str):
+            raise BadInputError("this key export is damaged")
+        if doc["version"] > KEYS_VERSION:
             raise VersionError("this key export was written by a later memos: upgrade memos")
-        kek = crypto.derive_kek(passphrase, crypto.KdfParams.from_json(doc["kdf"]))
-        key = crypto.unwrap_key(kek, crypto.b64d(doc["wrapped"]), doc["key_id"])
-        return self.create(DataKey(doc["key_id"], key))
+        try:
+            kek = crypto.derive_kek(passphrase, crypto.KdfParams.from_json(doc["kdf"]))
+            return DataKey(doc["key_id"], crypto.unwrap_key(kek, crypto.b64d(doc["wrapped"]),
+                                                            doc["key_id"]))
+        except (ValueError, TypeError, KeyError, AttributeError, IntegrityError):
+            raise BadInputError("this key export is damaged") from None
 
     def destroy(self) -> None:
         """Remove every trace of this profile's key (used by ``forget --all``)."""
@@ -321,12 +390,29 @@ class KeyStore:
                 doc = self._read()
                 if doc.get("mode") == "keyring":
                     self._keyring_delete()
-            except (WrongKeyError, VersionError):  # unreadable: still destroyed below
-                pass
+            except (WrongKeyError, IntegrityError, VersionError):
+                pass  # a damaged key file is shredded all the same
         for path in (self.file, self.paths.secret_file(self.profile),
                      self.paths.vault_file(self.profile)):
             _shred(path)
         self._kek = None
+
+
+RESTORE_HINT = ": put it back from a backup of the keys folder (see SECURITY.md)"
+
+
+def _well_formed(doc: dict[str, Any]) -> bool:
+    """Whether a key file (format and version already checked) has every field it needs,
+    each of the right type: a damaged one is an integrity error, never a crash."""
+    wraps = [doc, *([doc["next"]] if "next" in doc else [])]
+    if not all(isinstance(w, dict) and isinstance(w.get("key_id"), str)
+               and isinstance(w.get("wrapped"), str) for w in wraps):
+        return False
+    if doc.get("mode") == "passphrase":
+        kdf = doc.get("kdf")
+        return isinstance(kdf, dict) and isinstance(kdf.get("name"), str) \
+            and isinstance(kdf.get("salt"), str)
+    return isinstance(doc.get("mode"), str)
 
 
 def _encode(doc: dict[str, Any]) -> bytes:

@@ -20,15 +20,21 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from memos_cli import crypto
 from memos_cli.atomic import write_atomic
 from memos_cli.errors import IntegrityError, VersionError
+from memos_cli.sealed import open_file, seal_file
+
+if TYPE_CHECKING:
+    from memos_cli.keys import Unlocked
 
 INDEX_VERSION = 1
+INDEX_FORMAT = "memos-keyword-index"
+INDEX_FILE_VERSION = 2  # 1: a bare sealed blob, without the key id
+PURPOSE = "keyword-index/v1"
 K1, B = 1.2, 0.75
 SELF_WEIGHT, NEIGHBOUR_SPAN = 2, 2
 COMMON_SHARE = 0.2  # a word in more than this share of memories says little about meaning
@@ -122,30 +128,29 @@ class KeywordIndex:
 
     # --- storage --------------------------------------------------------------------
 
-    def save(self, path: Path, key: bytes, context: str) -> None:
+    def save(self, path: Path, keys: "Unlocked", context: str) -> None:
         rows = [[e.id, e.thread, " ".join(e.tokens)] for e in self.entries]
         payload = zlib.compress(json.dumps({"v": INDEX_VERSION, "entries": rows},
                                            separators=(",", ":")).encode(), 6)
-        write_atomic(path, crypto.seal(_index_key(key), payload, context))
+        write_atomic(path, seal_file(INDEX_FORMAT, INDEX_FILE_VERSION, keys.next or keys.current,
+                                     PURPOSE, payload, context))
 
     @classmethod
-    def load(cls, path: Path, key: bytes, context: str) -> "KeywordIndex | None":
+    def load(cls, path: Path, keys: "Unlocked", context: str) -> "KeywordIndex | None":
         """The saved index, or None if there is none or it cannot be used (rebuild then)."""
         try:
             blob = path.read_bytes()
         except FileNotFoundError:
             return None
         try:
-            doc = json.loads(zlib.decompress(crypto.unseal(_index_key(key), blob, context)))
+            _key_id, payload = open_file(path, blob, INDEX_FORMAT, INDEX_FILE_VERSION, keys,
+                                         PURPOSE, context)
+            doc = json.loads(zlib.decompress(payload))
         except (IntegrityError, zlib.error, ValueError):
-            return None  # sealed under an old key, or damaged: it is only a cache
+            return None  # damaged: it is only a cache
         if int(doc.get("v", 0)) > INDEX_VERSION:
             raise VersionError("the keyword index was written by a later memos: upgrade memos")
         return cls(Entry(i, t, toks.split()) for i, t, toks in doc["entries"])
-
-
-def _index_key(key: bytes) -> bytes:
-    return crypto.subkey(key, "keyword-index/v1")
 
 
 class _Compiled:

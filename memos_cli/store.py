@@ -61,7 +61,6 @@ class ChromaStore:
 
     def _connect(self) -> Any:
         if self._client is None:
-            os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
             import chromadb
             from chromadb.config import Settings
 

@@ -4,7 +4,8 @@ Recording a use in the store itself would rewrite Chroma rows (and its index fil
 on every recall, which at 100k memories costs more than the recall. So uses are
 kept in a small sealed file beside the store, one per profile and machine, and
 added to a memory's stored counts whenever it is read for display or for the
-lifecycle. It holds ids, counts and times; no text.
+lifecycle. It holds ids, counts and times; no text. It is tagged with the id of
+the key that sealed it (``sealed.py``), so a key rotation re-seals it safely.
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ import zlib
 from pathlib import Path
 from typing import Iterable
 
-from memos_cli import crypto
 from memos_cli.atomic import write_atomic
 from memos_cli.errors import IntegrityError
+from memos_cli.keys import Unlocked
 from memos_cli.memory import Memory
+from memos_cli.sealed import open_file, seal_file
+
+USAGE_FORMAT = "memos-usage"
+USAGE_VERSION = 2  # 1: a bare sealed blob, without the key id
+PURPOSE = "usage/v1"
 
 
 class UsageLog:
@@ -25,55 +31,55 @@ class UsageLog:
         self.path, self.context = path, context
         self._uses: dict[str, list] | None = None  # id -> [count, last ISO time]
 
-    def _load(self, key: bytes) -> dict[str, list]:
+    def _load(self, keys: Unlocked) -> dict[str, list]:
         if self._uses is None:
             try:
                 blob = self.path.read_bytes()
-                self._uses = json.loads(zlib.decompress(
-                    crypto.unseal(_usage_key(key), blob, self.context)))
-            except (FileNotFoundError, IntegrityError, zlib.error, ValueError):
+                _key_id, payload = open_file(self.path, blob, USAGE_FORMAT, USAGE_VERSION, keys,
+                                             PURPOSE, self.context)
+                self._uses = dict(json.loads(zlib.decompress(payload)))
+            except (FileNotFoundError, IntegrityError, zlib.error, ValueError, TypeError):
                 self._uses = {}  # counts are advisory: a lost file only slows promotion
         return self._uses
 
-    def record(self, key: bytes, ids: Iterable[str], when: str) -> None:
-        uses = self._load(key)
+    def record(self, keys: Unlocked, ids: Iterable[str], when: str) -> None:
+        uses = self._load(keys)
         for memory_id in ids:
             count, _last = uses.get(memory_id, [0, None])
             uses[memory_id] = [count + 1, when]
-        self._save(key)
+        self._save(keys)
 
-    def forget(self, key: bytes, ids: Iterable[str]) -> None:
-        uses = self._load(key)
+    def forget(self, keys: Unlocked, ids: Iterable[str]) -> None:
+        uses = self._load(keys)
         if any(uses.pop(memory_id, None) is not None for memory_id in list(ids)):
-            self._save(key)
+            self._save(keys)
 
-    def apply(self, key: bytes, memory: Memory) -> Memory:
+    def apply(self, keys: Unlocked, memory: Memory) -> Memory:
         """``memory`` with its recorded uses added (for reading, never for writing back)."""
-        count, last = self._load(key).get(memory.id, [0, None])
+        count, last = self._load(keys).get(memory.id, [0, None])
         if count:
             memory.access_count += count
             memory.last_access = max(filter(None, (memory.last_access, last)))
         return memory
 
-    def load(self, key: bytes) -> dict[str, list]:
+    def load(self, keys: Unlocked) -> dict[str, list]:
         """Every recorded use: id -> [count, last ISO time]."""
-        return dict(self._load(key))
+        return dict(self._load(keys))
 
-    def replace(self, key: bytes, uses: dict[str, list]) -> None:
+    def replace(self, keys: Unlocked, uses: dict[str, list]) -> None:
         self._uses = dict(uses)
-        self._save(key)
+        self._save(keys)
 
-    def rekey(self, old: bytes, new: bytes) -> None:
-        uses = self._load(old)
-        self._save(new, uses)
+    def reseal(self, keys: Unlocked) -> None:
+        """Re-seal under the writing key (a file that does not open is left as it is)."""
+        self._uses = None
+        if self.path.exists() and self._load(keys):
+            self._save(keys)
 
     def reset(self) -> None:
         self._uses = None
 
-    def _save(self, key: bytes, uses: dict | None = None) -> None:
-        payload = zlib.compress(json.dumps(uses if uses is not None else self._uses).encode())
-        write_atomic(self.path, crypto.seal(_usage_key(key), payload, self.context), sync=False)
-
-
-def _usage_key(key: bytes) -> bytes:
-    return crypto.subkey(key, "usage/v1")
+    def _save(self, keys: Unlocked) -> None:
+        payload = zlib.compress(json.dumps(self._uses).encode())
+        write_atomic(self.path, seal_file(USAGE_FORMAT, USAGE_VERSION, keys.next or keys.current,
+                                          PURPOSE, payload, self.context), sync=False)

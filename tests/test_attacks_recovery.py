@@ -14,12 +14,12 @@ from memos_cli.consolidation import FAILPOINT_ENV
 BACKUP_PASSPHRASE = "correct horse battery"
 
 
-TEXTS = ["I live in Leeds", "I live in Leeds, UK", "water the plants"]
+TEXTS = ["I live in Leeds", "i live in Leeds.", "water the plants"]  # one fact said twice
 
 
 @pytest.fixture
 def crashed_consolidation(cli, cli_proc, monkeypatch):
-    """Two near-duplicates and one other memory; a consolidation killed half-way through."""
+    """One fact said twice and one other memory; a consolidation killed half-way through."""
     monkeypatch.setenv("MEMOS_BACKUP_PASSPHRASE", BACKUP_PASSPHRASE)
     for text in TEXTS:
         assert cli("remember", text).code == 0

@@ -79,9 +79,12 @@ def engine():
     """The engine for this invocation, with terminal-aware passphrase and notices."""
     from memos_cli.cli.output import err
     from memos_cli.engine import MemoryEngine
+    from memos_cli.keys import env_passphrase
 
-    eng = MemoryEngine(STATE.profile, passphrase=prompt_passphrase, notice=err,
-                       store=STATE.store)
+    # A new profile is not prompted for a passphrase: MEMOS_PASSPHRASE gives one, or the
+    # key goes to the keyring or a key file (and 'memos key passphrase' adds one later).
+    eng = MemoryEngine(STATE.profile, passphrase=prompt_passphrase,
+                       new_passphrase=env_passphrase, notice=err, store=STATE.store)
     eng.cause = f"command: memos {_command_path()}"
     return eng
 

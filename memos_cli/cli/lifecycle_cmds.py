@@ -12,7 +12,7 @@ import typer
 from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import (err, print_json, print_table, print_tsv, progress,
                                   stdin_is_terminal, stdout_is_terminal)
-from memos_cli.errors import MemosError, UsageError
+from memos_cli.errors import IntegrityError, MemosError, UsageError
 from memos_cli.timeparse import parse_when
 
 
@@ -126,5 +126,6 @@ def audit(
             print_table("memos audit", ["when", "what", "n", "ids", "cause"], rows)
         else:
             print_tsv(rows)
-    if eng.audit_log.unreadable:
-        err(f"warning: {eng.audit_log.unreadable} audit line(s) could not be read")
+    if eng.audit_log.damaged:  # after the events that do open, which are printed
+        raise IntegrityError(f"{eng.audit_log.damaged} audit line(s) failed their integrity "
+                             "check: the trail was altered, or lines removed or reordered")
