@@ -240,7 +240,9 @@ def test_chat_repl_with_piped_stdin_slash_commands_and_continue(cli, server):
     again = cli("chat", "-c", input="did we talk about tea?\n")
     assert again.code == 0 and "continuing session" in again.err
     sent = server.answer_requests()[-1]["messages"]
-    assert any(m["content"] == "hi, I drink green tea" for m in sent if m["role"] == "user")
+    # A piped line is data in a <stdin> block (#10 item 23), in the continued history too.
+    assert any(m["content"] == "<stdin>\nhi, I drink green tea\n</stdin>"
+               for m in sent if m["role"] == "user")
 
 
 def test_chat_through_a_terminal_with_ctrl_c_during_the_answer(server, cli_proc):
@@ -281,3 +283,87 @@ def test_consolidate_asks_the_model_about_contradictions(cli, server):
     assert len(judged) == 1 and "First: My favourite colour is blue" in judged[0]["messages"][1]["content"]
     assert [m["text"] for m in json.loads(cli("list", "--json").out)] == [
         "My favourite colour is green"]
+
+
+# --- issue 9 §6: chat in real use ------------------------------------------------------
+
+
+def test_real_use_a_slash_command_error_is_a_message_and_the_session_goes_on(cli, server):
+    kept = cli("remember", "My locker code is 4711").out.strip()
+    server.answers = ["Still here."]
+    result = cli("chat", "--no-learn", input=f"/forget zzzzzzzz\n/forget {kept[:8]}\n"
+                                             "/forget ab\nare you still there?\n")
+    assert result.code == 0 and "Still here." in result.out
+    assert "no memory matches 'zzzzzzzz'" in result.err
+    assert "refusing to forget without --yes" in result.err  # a pipe cannot be asked
+    assert "at least" in result.err  # a too-short prefix: a message too
+    assert json.loads(cli("show", kept, "--json").out)["id"] == kept
+    gone = cli("chat", "--no-learn", input=f"/forget {kept[:8]} --yes\n")
+    assert gone.code == 0 and "forgot 1 memory(ies)" in gone.err
+    assert cli("show", kept).code == 3
+
+
+def test_real_use_slash_forget_asks_on_a_terminal(cli, server):
+    kept = cli("remember", "The spare key is under the blue pot").out.strip()
+    child = pexpect.spawn(sys.executable, ["-m", "memos_cli", "chat", "--no-learn"],
+                          env=dict(os.environ), encoding="utf-8", timeout=60,
+                          dimensions=(40, 120))
+    child.expect("you>")
+    child.sendline(f"/forget {kept[:8]}")
+    child.expect("The spare key is under the blue pot")  # what would go is listed first
+    child.expect(r"Forget 1 memory\(ies\) for good\?")
+    child.sendline("n")
+    child.expect("nothing forgotten")
+    child.expect("you>")
+    child.sendline("/forget nosuchid")
+    child.expect("no memory matches")
+    child.expect("you>")
+    child.sendline(f"/forget {kept[:8]}")
+    child.expect(r"for good\?")
+    child.sendline("y")
+    child.expect(r"forgot 1 memory\(ies\)")
+    child.expect("you>")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and cli("show", kept).code == 3
+
+
+def test_real_use_chat_turns_do_not_count_as_recalls(cli, server):
+    cli("remember", "My cat is called Miso", "--kind", "fact")
+    turns = "what is my cat called?\nand my cat's name again?\nis Miso my cat?\nthe cat?\n"
+    assert cli("chat", input=turns).code == 0
+    stored = json.loads(cli("list", "--json").out)
+    assert len([m for m in stored if m["kind"] == "episode"]) == 4
+    assert [m["access_count"] for m in stored] == [0] * len(stored)  # nor the episodes
+    plan = json.loads(cli("consolidate", "--dry-run", "--json").out)
+    assert not [a for a in plan["actions"] if a["kind"] == "promote"]
+    cli("chat", input="/recall my cat\n")  # a search the user asks for is a use
+    fact = next(m for m in json.loads(cli("list", "--json").out) if m["kind"] == "fact")
+    assert fact["access_count"] == 1
+
+
+def test_real_use_episodes_do_not_crowd_facts_out_of_recall(cli, server):
+    cli("remember", "My cat is called Miso", "--kind", "fact")
+    cli("remember", "My sister lives in Porto", "--kind", "fact")
+    for n in range(10):
+        cli("remember", f"User: what is my cat called? I forgot what my cat is called ({n})\n"
+                        "Assistant: Your cat is called Miso.", "--kind", "episode")
+    top = json.loads(cli("recall", "what is my cat called?", "--limit", "3", "--json").out)
+    assert top[0]["text"] == "My cat is called Miso"
+    talk = json.loads(cli("recall", "what did we talk about my cat?", "--limit", "3",
+                          "--json").out)
+    assert "episode" in [m["kind"] for m in talk]  # a question about talk is not reordered
+    cli("chat", "--no-learn", input="what is my cat called?\n/memories\n")
+    context = _system_prompt(server.answer_requests()[-1])
+    block = context[context.index("<memories>\n"):]
+    assert block.splitlines()[1].endswith('"My cat is called Miso"')
+
+
+def test_real_use_what_did_we_talk_about_last_week_still_finds_episodes(cli, server):
+    cli("remember", "My cat is called Miso", "--kind", "fact")
+    last_week = (now_utc() - timedelta(days=7)).date().isoformat()
+    cli("remember", "User: my cat Miso was sick\nAssistant: I hope Miso gets better.",
+        "--kind", "episode", "--at", last_week)
+    found = json.loads(cli("recall", "what did we talk about last week?", "--json").out)
+    assert found[0]["kind"] == "episode"

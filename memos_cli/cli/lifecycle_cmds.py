@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from typing import Optional
 
 import typer
@@ -25,9 +24,23 @@ def consolidate(
     quiet: bool = typer.Option(False, "--quiet", hidden=True, help="For the background run."),
 ) -> None:
     """Merge near-duplicates, summarise old episodes, promote, decay and archive."""
-    from memos_cli import consolidation
+    from memos_cli import background
 
     eng = engine()
+    try:
+        _consolidate(eng, dry_run, yes, prune, as_json, quiet)
+    except BaseException as exc:
+        if quiet:  # the background run: its parents back off after a failure
+            background.finished(eng.paths, eng.profile, int(getattr(exc, "exit_code", 1) or 1))
+        raise
+    if not dry_run:
+        background.finished(eng.paths, eng.profile, 0)
+
+
+def _consolidate(eng, dry_run: bool, yes: bool, prune: bool, as_json: bool,
+                 quiet: bool) -> None:
+    from memos_cli import consolidation
+
     eng.cause = ("consolidation (automatic, after new memories)" if quiet
                  else f"consolidation ({eng.cause})")
     summarise, judge = _model_helpers(eng)
@@ -47,8 +60,10 @@ def consolidate(
             print_json({**plan.to_json(), "applied": done})
         if not quiet:
             err("applied: " + (", ".join(f"{n} {k}" for k, n in done.items()) or "nothing"))
-    elif not quiet:
-        err("nothing to consolidate")
+    else:
+        consolidation.mark_consolidated(eng)  # or the same new memories make it due again
+        if not quiet:
+            err("nothing to consolidate")
     if prune:
         if not yes and not stdin_is_terminal():
             raise UsageError("refusing to prune without --yes (not a terminal)")
@@ -88,14 +103,16 @@ def _confirm(count: int, yes: bool) -> None:
 def maybe_consolidate_in_background(eng) -> None:
     """After writes: if enough new memories arrived, consolidate in a detached process
     (so it never slows the command that triggered it). ``lifecycle.auto_after = 0`` stops it."""
-    from memos_cli import consolidation
+    from memos_cli import background, consolidation
+    from memos_cli.timeparse import now_utc
 
     if os.environ.get("MEMOS_NO_AUTO_CONSOLIDATE") == "1" or not consolidation.due(eng):
         return
-    args = [sys.executable, "-m", "memos_cli"]
-    if eng.profile != "default":
-        args += ["--profile", eng.profile]
-    subprocess.Popen(args + ["consolidate", "--yes", "--quiet"], stdin=subprocess.DEVNULL,
+    if not background.claim(eng.paths, eng.profile, now_utc()):
+        return  # one is running, or the last one failed: wait (see background.py)
+    remote = eng.store.remote
+    subprocess.Popen(background.command(eng.profile, remote.url if remote else None),
+                     stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                      start_new_session=True)
 
