@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+import uuid
 from datetime import timedelta
 
 import pexpect
 import pytest
 
+from chroma_server import chroma_server  # noqa: F401  (a fixture)
 from conftest import all_bytes_under
 from fake_openai import FakeOpenAI, ops
 from memos_cli.timeparse import now_utc
@@ -367,3 +370,60 @@ def test_real_use_what_did_we_talk_about_last_week_still_finds_episodes(cli, ser
         "--kind", "episode", "--at", last_week)
     found = json.loads(cli("recall", "what did we talk about last week?", "--json").out)
     assert found[0]["kind"] == "episode"
+
+
+def _eventually(check, what: str, patience: float = 120.0) -> None:
+    """Wait for a detached background process to have done ``what`` (not a timing claim:
+    the patience is only there so that a broken build fails instead of hanging)."""
+    deadline = time.monotonic() + patience
+    while not check():
+        assert time.monotonic() < deadline, f"the background run never {what}"
+        time.sleep(0.5)
+
+
+def test_real_use_background_consolidation_from_chat_uses_its_store_and_backs_off(
+        cli, cli_proc, chroma_server, monkeypatch):  # noqa: F811
+    from memos_cli import background, consolidation
+    from memos_cli.engine import MemoryEngine
+
+    profile = "t" + uuid.uuid4().hex[:12]
+    monkeypatch.delenv("MEMOS_NO_AUTO_CONSOLIDATE")
+    cli("config", "set", "lifecycle.auto_after", "1")
+    where = ("--store", chroma_server.url, "--profile", profile)  # a flag: not in the env
+    chat = cli_proc(*where, "chat", "--offline", input="remember that bins go out on Tuesday\n")
+    assert chat.code == 0 and "Noted" in chat.out
+    server_side = MemoryEngine(profile, store=chroma_server.url)
+    state = background.state_file(server_side.paths, profile)
+    _eventually(lambda: not consolidation.due(server_side) and not state.exists(),
+                "consolidated the chat's own store")
+    # On a server store consolidate cannot apply a plan yet: the run fails, and is not
+    # started again by every later write.
+    cli(*where, "remember", "My passport is in the desk drawer", "--importance", "0.9")
+    _eventually(lambda: background.read(server_side.paths, profile).last_exit is not None,
+                "recorded its failure")
+    failed = background.read(server_side.paths, profile)
+    assert (failed.started, failed.last_exit) == (1, 2)
+    for text in ("The boiler was serviced in May", "The plumber is called Ade"):
+        assert cli(*where, "remember", text).code == 0
+    assert background.read(server_side.paths, profile) == failed  # nothing new started
+    assert consolidation.due(server_side)
+
+
+def test_real_use_background_consolidation_waits_longer_after_each_failure(home):
+    from memos_cli import background
+    from memos_cli.paths import resolve_paths
+
+    paths = resolve_paths()
+    paths.data_dir.mkdir(parents=True)
+    start = now_utc()
+
+    def at(minutes: float) -> bool:
+        return background.claim(paths, "default", start + timedelta(minutes=minutes))
+
+    assert at(0) and not at(4.9)  # a start holds the next ones back 5 minutes
+    assert at(5.1) and not at(15)  # then 10
+    background.finished(paths, "default", 2)
+    assert not at(15) and at(15.2)  # then 20 ...
+    assert background.read(paths, "default").started == 3
+    background.finished(paths, "default", 0)  # a success starts the waits over
+    assert at(16) and not at(20.9) and at(21.1)
