@@ -15,7 +15,7 @@ import json
 import re
 
 BLOCK_TAGS = ("memories", "stdin", "user", "assistant", "episode")
-_TAG_LIKE = re.compile(r"<(?=\s*/?\s*(?:%s)\b)" % "|".join(BLOCK_TAGS), re.IGNORECASE)
+_TAG_LIKE = re.compile(rf"<(?=\s*/?\s*(?:{'|'.join(BLOCK_TAGS)})\b)", re.IGNORECASE)
 
 
 def escape(text: str) -> str:

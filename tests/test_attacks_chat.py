@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from fake_openai import FakeOpenAI, ops
 
 
