@@ -120,7 +120,8 @@ def contradiction_judge(paths: Paths):
 
     def judge(older: str, newer: str) -> bool:
         reply = model.complete([{"role": "system", "content": JUDGE_PROMPT},
-                                {"role": "user", "content": f"First: {older}\nSecond: {newer}"}],
+                                {"role": "user", "content": f"First: {prompting.quoted(older)}\n"
+                                                            f"Second: {prompting.quoted(newer)}"}],
                                json_mode=True)
         try:
             return json.loads(reply).get("contradicts") is True

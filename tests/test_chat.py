@@ -283,7 +283,7 @@ def test_consolidate_asks_the_model_about_contradictions(cli, server):
     result = cli("consolidate", "--yes")
     assert result.code == 0 and "supersede" in result.out
     judged = [r for r in server.requests if "response_format" in r]
-    assert len(judged) == 1 and "First: My favourite colour is blue" in judged[0]["messages"][1]["content"]
+    assert len(judged) == 1 and 'First: "My favourite colour is blue"' in judged[0]["messages"][1]["content"]
     assert [m["text"] for m in json.loads(cli("list", "--json").out)] == [
         "My favourite colour is green"]
 
