@@ -318,6 +318,11 @@ def test_real_use_slash_forget_asks_on_a_terminal(cli, server):
     child.sendline("n")
     child.expect("nothing forgotten")
     child.expect("you>")
+    child.sendline(f"/forget {kept[:8]}")
+    child.expect(r"for good\?")
+    child.sendintr()  # Ctrl-C at the question: a no, and the session goes on
+    child.expect("nothing forgotten")
+    child.expect("you>")
     child.sendline("/forget nosuchid")
     child.expect("no memory matches")
     child.expect("you>")

@@ -186,6 +186,9 @@ def _slash_forget(session, words: list[str]) -> None:
         raise UsageError("/forget needs a memory id")
     with session.lock:
         doomed, rebuilt = session.engine.forget_preview(refs)
+    if not doomed:
+        err("nothing matches: nothing forgotten")
+        return
     for memory in doomed:
         err(f"  {memory.id[:8]}  {memory.text}")
     for memory in rebuilt:
@@ -193,13 +196,20 @@ def _slash_forget(session, words: list[str]) -> None:
     if len(refs) == len(words):  # no --yes
         if not stdin_is_terminal():
             raise UsageError("refusing to forget without --yes (not a terminal): /forget ID --yes")
-        if not typer.confirm(f"Forget {len(doomed)} memory(ies) for good?", default=False,
-                             err=True):
+        if not _confirmed(f"Forget {len(doomed)} memory(ies) for good?"):
             err("nothing forgotten")
             return
     with session.lock:
         count = session.engine.forget(refs)
     err(f"forgot {count} memory(ies)")
+
+
+def _confirmed(question: str) -> bool:
+    """Ask y/N; Ctrl-C or Ctrl-D is a no (it must not end the whole session)."""
+    try:
+        return typer.confirm(question, default=False, err=True)
+    except (KeyboardInterrupt, EOFError, typer.Abort):
+        return False
 
 
 def _slash_remember(session, text: str) -> None:
