@@ -33,6 +33,7 @@ class Attempts:
     started: int = 0  # starts since the last consolidation that succeeded
     next_start: str | None = None  # no new start before this time (ISO)
     last_exit: int | None = None  # how the last start ended; None: running, or killed
+    told: bool = False  # whether the user was told that it failed
 
 
 def state_file(paths: Paths, profile: str) -> Path:
@@ -42,7 +43,8 @@ def state_file(paths: Paths, profile: str) -> Path:
 def read(paths: Paths, profile: str) -> Attempts:
     try:
         data = json.loads(state_file(paths, profile).read_text("utf-8"))
-        return Attempts(int(data["started"]), data.get("next_start"), data.get("last_exit"))
+        return Attempts(int(data["started"]), data.get("next_start"), data.get("last_exit"),
+                        bool(data.get("told")))
     except (FileNotFoundError, ValueError, TypeError, KeyError):
         return Attempts()  # advisory: a lost or damaged file only allows one more start
 
@@ -70,6 +72,18 @@ def finished(paths: Paths, profile: str, exit_code: int) -> None:
     if attempts.started:
         attempts.last_exit = exit_code
         _write(paths, profile, attempts)
+
+
+def failure_to_tell(paths: Paths, profile: str) -> str | None:
+    """Once per failure: what to tell the user about a background run that failed."""
+    attempts = read(paths, profile)
+    if attempts.last_exit in (None, 0) or attempts.told:
+        return None
+    attempts.told = True
+    _write(paths, profile, attempts)
+    return (f"notice: the background consolidation failed (exit {attempts.last_exit}); it "
+            f"will be tried again later. 'memos consolidate' shows why; "
+            "'memos config set lifecycle.auto_after 0' turns it off")
 
 
 def command(profile: str, store_url: str | None) -> list[str]:

@@ -408,9 +408,13 @@ def test_real_use_background_consolidation_from_chat_uses_its_store_and_backs_of
                 "recorded its failure")
     failed = background.read(server_side.paths, profile)
     assert (failed.started, failed.last_exit) == (1, 2)
-    for text in ("The boiler was serviced in May", "The plumber is called Ade"):
-        assert cli(*where, "remember", text).code == 0
-    assert background.read(server_side.paths, profile) == failed  # nothing new started
+    told = [cli(*where, "remember", text) for text in ("The boiler was serviced in May",
+                                                       "The plumber is called Ade")]
+    assert [r.code for r in told] == [0, 0]
+    assert "background consolidation failed (exit 2)" in told[0].err  # said once
+    assert "consolidation" not in told[1].err
+    after = background.read(server_side.paths, profile)
+    assert (after.started, after.next_start) == (1, failed.next_start)  # nothing new started
     assert consolidation.due(server_side)
 
 

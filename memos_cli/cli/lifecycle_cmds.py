@@ -109,6 +109,9 @@ def maybe_consolidate_in_background(eng) -> None:
     if os.environ.get("MEMOS_NO_AUTO_CONSOLIDATE") == "1" or not consolidation.due(eng):
         return
     if not background.claim(eng.paths, eng.profile, now_utc()):
+        note = background.failure_to_tell(eng.paths, eng.profile)
+        if note:
+            err(note)
         return  # one is running, or the last one failed: wait (see background.py)
     remote = eng.store.remote
     subprocess.Popen(background.command(eng.profile, remote.url if remote else None),
