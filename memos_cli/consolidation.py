@@ -265,3 +265,10 @@ def describe(action: Action, memories: dict[str, Any]) -> list[str]:
         lines += [f"  + {text!r}" for text in action.texts]
         return lines
     return [f"{action.kind} {label(i)}  ({action.reason})" for i in action.ids]
+
+
+def mark_consolidated(engine: "MemoryEngine") -> None:
+    """A run that found nothing to do: the new memories count as consolidated all the same."""
+    with engine._session(write=True) as codec:
+        if codec is not None:
+            _mark_consolidated(engine)

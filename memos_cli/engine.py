@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -797,6 +798,8 @@ class MemoryEngine:
                 want *= 4
             if period is not None:
                 hits = _favour_period(hits, period)[:limit]
+            elif _crowded_by_episodes(hits, query):
+                hits = _facts_first(self._first_hits(codec, ranked, keep, want))[:limit]
             if record_access:
                 self._touch(hits)
             return hits
@@ -1086,6 +1089,23 @@ def _favour_period(hits: list[Hit], period: tuple[datetime, datetime]) -> list[H
         return start <= from_iso(hit.memory.occurred_at or hit.memory.created_at) < end
 
     return sorted(hits, key=lambda h: not inside(h))  # stable: keeps the ranking within each
+
+
+# Words of a question about a conversation rather than about a fact.
+_ABOUT_TALK = re.compile(r"\b(talk\w*|said|say|discuss\w*|conversations?|chat\w*|mention\w*|"
+                         r"told|episodes?)\b", re.IGNORECASE)
+
+
+def _crowded_by_episodes(hits: list[Hit], query: str) -> bool:
+    """Whether transcripts took places a question about facts should give to facts."""
+    return any(h.memory.kind == "episode" for h in hits) and not _ABOUT_TALK.search(query)
+
+
+def _facts_first(hits: list[Hit]) -> list[Hit]:
+    """A chat's transcript repeats the words of every fact it mentions, so it ranks
+    beside them: put what is known before transcripts of saying it (stable: keeps the
+    ranking within each). A question about a conversation, or a time, keeps them."""
+    return sorted(hits, key=lambda h: h.memory.kind == "episode")
 
 
 def _top(scores: np.ndarray, count: int) -> np.ndarray:

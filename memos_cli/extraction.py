@@ -5,8 +5,9 @@ stored memories under short aliases (M1, M2, ...: it cannot invent real ids) and
 replies with JSON operations. The reply is validated as a whole before anything is
 applied; an unreadable reply is asked for once more, then skipped with a warning.
 Provenance is checked here, not taken from the model: a memory's words are traced
-to the user's message, piped input, or the model's answer, and nothing extracted
-ever becomes an ``instruction`` (only ``remember --kind instruction`` makes one).
+to the user's message, piped input, or the model's answer (see ``origin``), nothing
+extracted ever becomes an ``instruction`` (only ``remember --kind instruction`` makes
+one), and no operation may change or retire an instruction: those are the user's alone.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
+from memos_cli import prompting
 from memos_cli.engine import MemoryEngine, NewMemory
 from memos_cli.errors import ModelError, NotFoundError, UsageError
 from memos_cli.keyword import tokenize
@@ -25,6 +27,9 @@ from memos_cli.timeparse import parse_when
 OPS = ("ADD", "UPDATE", "DELETE", "NONE")
 EXTRACTABLE_KINDS = ("fact", "preference", "event", "note")
 SOURCES = {"user": "chat", "stdin": "stdin", "assistant": "model"}
+PROTECTED_KINDS = ("instruction",)  # only the user changes these, with memos update/forget
+TRACED = 0.5  # share of a memory's content words that must occur in a message it is traced to
+FILLER = frozenset({"user"})  # "The user ..." is the prompt's form, not anyone's words
 
 PROMPT = """You maintain the long-term memory of a personal assistant. Today is {today}.
 From the new exchange, decide what is worth remembering about the user for the future.
@@ -91,8 +96,10 @@ def parse_operations(reply: str, aliases: set[str]) -> list[Operation]:
 def _operation(item: Any, aliases: set[str]) -> Operation:
     if not isinstance(item, dict) or item.get("op") not in OPS:
         raise ExtractionError(f"unknown operation {item!r:.60}")
+    targeted = item["op"] in ("UPDATE", "DELETE")  # an ADD's stray "target" means nothing
     op = Operation(op=item["op"], text=str(item.get("text") or "").strip(),
-                   kind=str(item.get("kind") or "fact"), target=item.get("target"),
+                   kind=str(item.get("kind") or "fact"),
+                   target=item.get("target") if targeted else None,
                    changed=bool(item.get("changed", True)),
                    occurred_at=item.get("occurred_at") or None)
     if op.op in ("UPDATE", "DELETE") and op.target not in aliases:
@@ -114,7 +121,8 @@ def extract(complete: Callable[[list[dict[str, str]]], str], exchange: Exchange,
             similar: list[Memory], today: datetime) -> tuple[list[Operation], dict[str, str]]:
     """Ask the model for operations (one retry on a bad reply); returns (ops, alias -> id)."""
     aliases = {f"M{n}": m.id for n, m in enumerate(similar, start=1)}
-    listing = "\n".join(f"{a}: {m.text} (recorded {m.created_at[:10]})"
+    listing = "\n".join(f"{a}: {prompting.quoted(m.text)} (recorded {m.created_at[:10]}"
+                        + (", an instruction: read only)" if m.kind in PROTECTED_KINDS else ")")
                         for a, m in zip(aliases, similar)) or "(none)"
     messages = [{"role": "system", "content": PROMPT.format(today=today.date().isoformat(),
                                                             memories=listing)},
@@ -131,22 +139,28 @@ def extract(complete: Callable[[list[dict[str, str]]], str], exchange: Exchange,
 
 
 def _exchange_text(exchange: Exchange) -> str:
-    parts = [f"<user>\n{exchange.user}\n</user>"]
+    parts = [prompting.block("user", exchange.user)]
     if exchange.stdin:
-        parts.append(f"<stdin>\n{exchange.stdin}\n</stdin>")
-    parts.append(f"<assistant>\n{exchange.answer}\n</assistant>")
+        parts.append(prompting.block("stdin", exchange.stdin))
+    parts.append(prompting.block("assistant", exchange.answer))
     return "\n".join(parts)
 
 
 def origin(text: str, exchange: Exchange) -> str:
-    """Where a memory's words came from: 'user', 'stdin' or 'assistant' (most overlap wins;
-    the user's own words win ties)."""
-    words = set(tokenize(text))
-    scores = {"user": _overlap(words, exchange.user),
-              "stdin": _overlap(words, exchange.stdin or ""),
-              "assistant": _overlap(words, exchange.answer)}
-    best = max(scores.values())
-    return "user" if scores["user"] >= best else max(scores, key=scores.get)
+    """Whose words a memory is: 'user', 'stdin' or 'assistant'.
+
+    The rule: a memory is the user's only when at least half (``TRACED``) of its content
+    words (word stems, without stopwords and the prompt's own "user") occur in the
+    user's message, and no fewer of them in piped text; else piped text's, by the same
+    test; else the model's. So a memory in words the user never said (another language,
+    an invented detail) is the model's, however the model labels it.
+    """
+    words = set(tokenize(text)) - FILLER
+    user = _overlap(words, exchange.user)
+    stdin = _overlap(words, exchange.stdin or "")
+    if user >= TRACED and user >= stdin:
+        return "user"
+    return "stdin" if stdin >= TRACED else "assistant"
 
 
 def _overlap(words: set[str], text: str) -> float:
@@ -158,15 +172,18 @@ def apply_operations(engine: MemoryEngine, ops: list[Operation], aliases: dict[s
     """Apply validated operations; if any target has vanished, apply none of them."""
     changes = Changes()
     try:
-        targets = {a: engine.show(i).id for a, i in aliases.items()
+        targets = {a: engine.show(i) for a, i in aliases.items()
                    if any(op.target == a for op in ops)}
     except NotFoundError:
         changes.notes.append("warning: a memory the model wanted to change no longer "
                              "exists; nothing was learned from this exchange")
         return changes
     for op in ops:
+        target = targets[op.target].id if op.target is not None else ""
+        if op.target is not None and _protected(targets[op.target], changes):
+            continue
         if op.op == "DELETE":
-            changes.retired.append(engine.invalidate(targets[op.target], reason="invalidated").id)
+            changes.retired.append(engine.invalidate(target, reason="invalidated").id)
             continue
         new = _new_memory(op, exchange, today, changes)
         if op.op == "ADD":
@@ -174,12 +191,21 @@ def apply_operations(engine: MemoryEngine, ops: list[Operation], aliases: dict[s
             if result.created:
                 changes.added.append(result.memory.id)
         elif op.changed:
-            old, fresh = engine.supersede(targets[op.target], new)
+            old, fresh = engine.supersede(target, new)
             changes.retired.append(old.id)
             changes.added.append(fresh.id)
         else:
-            changes.updated.append(engine.update(targets[op.target], op.text).id)
+            changes.updated.append(engine.update(target, op.text).id)
     return changes
+
+
+def _protected(memory: Memory, changes: Changes) -> bool:
+    """An instruction is the user's alone: a model may read it, never change or retire it."""
+    if memory.kind not in PROTECTED_KINDS:
+        return False
+    changes.notes.append(f"warning: the model tried to change the instruction {memory.id[:8]}; "
+                         "left as it is (only memos update or forget change instructions)")
+    return True
 
 
 def _new_memory(op: Operation, exchange: Exchange, today: datetime, changes: Changes) -> NewMemory:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator, Protocol, Sequence
 
+from memos_cli import prompting
 from memos_cli.config import LlmSettings, llm_settings
 from memos_cli.errors import ModelError
 from memos_cli.openai_compat import make_client, translated_errors
@@ -93,7 +94,7 @@ def episode_summariser(paths: Paths):
         return None
 
     def summarise(texts: list[str]) -> list[str]:
-        transcript = "\n\n".join(f"<episode>\n{t}\n</episode>" for t in texts)
+        transcript = "\n\n".join(prompting.block("episode", t) for t in texts)
         reply = model.complete([{"role": "system", "content": SUMMARY_PROMPT},
                                 {"role": "user", "content": transcript}], json_mode=True)
         try:
@@ -139,7 +140,8 @@ def _yes_no_judge(paths: Paths, prompt: str, answer: str):
 
     def judge(first: str, second: str) -> bool:
         reply = model.complete([{"role": "system", "content": prompt},
-                                {"role": "user", "content": f"First: {first}\nSecond: {second}"}],
+                                {"role": "user", "content": f"First: {prompting.quoted(first)}\n"
+                                                            f"Second: {prompting.quoted(second)}"}],
                                json_mode=True)
         try:
             return json.loads(reply).get(answer) is True

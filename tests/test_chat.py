@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+import uuid
 from datetime import timedelta
 
 import pexpect
 import pytest
 
+from chroma_server import chroma_server  # noqa: F401  (a fixture)
 from conftest import all_bytes_under
 from fake_openai import FakeOpenAI, ops
 from memos_cli.timeparse import now_utc
@@ -240,7 +243,9 @@ def test_chat_repl_with_piped_stdin_slash_commands_and_continue(cli, server):
     again = cli("chat", "-c", input="did we talk about tea?\n")
     assert again.code == 0 and "continuing session" in again.err
     sent = server.answer_requests()[-1]["messages"]
-    assert any(m["content"] == "hi, I drink green tea" for m in sent if m["role"] == "user")
+    # A piped line is data in a <stdin> block (#10 item 23), in the continued history too.
+    assert any(m["content"] == "<stdin>\nhi, I drink green tea\n</stdin>"
+               for m in sent if m["role"] == "user")
 
 
 def test_chat_through_a_terminal_with_ctrl_c_during_the_answer(server, cli_proc):
@@ -278,6 +283,156 @@ def test_consolidate_asks_the_model_about_contradictions(cli, server):
     result = cli("consolidate", "--yes")
     assert result.code == 0 and "supersede" in result.out
     judged = [r for r in server.requests if "response_format" in r]
-    assert len(judged) == 1 and "First: My favourite colour is blue" in judged[0]["messages"][1]["content"]
+    assert len(judged) == 1 and 'First: "My favourite colour is blue"' in judged[0]["messages"][1]["content"]
     assert [m["text"] for m in json.loads(cli("list", "--json").out)] == [
         "My favourite colour is green"]
+
+
+# --- issue 9 §6: chat in real use ------------------------------------------------------
+
+
+def test_real_use_a_slash_command_error_is_a_message_and_the_session_goes_on(cli, server):
+    kept = cli("remember", "My locker code is 4711").out.strip()
+    server.answers = ["Still here."]
+    result = cli("chat", "--no-learn", input=f"/forget zzzzzzzz\n/forget {kept[:8]}\n"
+                                             "/forget ab\nare you still there?\n")
+    assert result.code == 0 and "Still here." in result.out
+    assert "no memory matches 'zzzzzzzz'" in result.err
+    assert "refusing to forget without --yes" in result.err  # a pipe cannot be asked
+    assert "at least" in result.err  # a too-short prefix: a message too
+    assert json.loads(cli("show", kept, "--json").out)["id"] == kept
+    gone = cli("chat", "--no-learn", input=f"/forget {kept[:8]} --yes\n")
+    assert gone.code == 0 and "forgot 1 memory(ies)" in gone.err
+    assert cli("show", kept).code == 3
+
+
+def test_real_use_slash_forget_asks_on_a_terminal(cli, server):
+    kept = cli("remember", "The spare key is under the blue pot").out.strip()
+    child = pexpect.spawn(sys.executable, ["-m", "memos_cli", "chat", "--no-learn"],
+                          env=dict(os.environ), encoding="utf-8", timeout=60,
+                          dimensions=(40, 120))
+    child.expect("you>")
+    child.sendline(f"/forget {kept[:8]}")
+    child.expect("The spare key is under the blue pot")  # what would go is listed first
+    child.expect(r"Forget 1 memory\(ies\) for good\?")
+    child.sendline("n")
+    child.expect("nothing forgotten")
+    child.expect("you>")
+    child.sendline(f"/forget {kept[:8]}")
+    child.expect(r"for good\?")
+    child.sendintr()  # Ctrl-C at the question: a no, and the session goes on
+    child.expect("nothing forgotten")
+    child.expect("you>")
+    child.sendline("/forget nosuchid")
+    child.expect("no memory matches")
+    child.expect("you>")
+    child.sendline(f"/forget {kept[:8]}")
+    child.expect(r"for good\?")
+    child.sendline("y")
+    child.expect(r"forgot 1 memory\(ies\)")
+    child.expect("you>")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and cli("show", kept).code == 3
+
+
+def test_real_use_chat_turns_do_not_count_as_recalls(cli, server):
+    cli("remember", "My cat is called Miso", "--kind", "fact")
+    turns = "what is my cat called?\nand my cat's name again?\nis Miso my cat?\nthe cat?\n"
+    assert cli("chat", input=turns).code == 0
+    stored = json.loads(cli("list", "--json").out)
+    assert len([m for m in stored if m["kind"] == "episode"]) == 4
+    assert [m["access_count"] for m in stored] == [0] * len(stored)  # nor the episodes
+    plan = json.loads(cli("consolidate", "--dry-run", "--json").out)
+    assert not [a for a in plan["actions"] if a["kind"] == "promote"]
+    cli("chat", input="/recall my cat\n")  # a search the user asks for is a use
+    fact = next(m for m in json.loads(cli("list", "--json").out) if m["kind"] == "fact")
+    assert fact["access_count"] == 1
+
+
+def test_real_use_episodes_do_not_crowd_facts_out_of_recall(cli, server):
+    cli("remember", "My cat is called Miso", "--kind", "fact")
+    cli("remember", "My sister lives in Porto", "--kind", "fact")
+    for n in range(10):
+        cli("remember", f"User: what is my cat called? I forgot what my cat is called ({n})\n"
+                        "Assistant: Your cat is called Miso.", "--kind", "episode")
+    top = json.loads(cli("recall", "what is my cat called?", "--limit", "3", "--json").out)
+    assert top[0]["text"] == "My cat is called Miso"
+    talk = json.loads(cli("recall", "what did we talk about my cat?", "--limit", "3",
+                          "--json").out)
+    assert "episode" in [m["kind"] for m in talk]  # a question about talk is not reordered
+    cli("chat", "--no-learn", input="what is my cat called?\n/memories\n")
+    context = _system_prompt(server.answer_requests()[-1])
+    block = context[context.index("<memories>\n"):]
+    assert block.splitlines()[1].endswith('"My cat is called Miso"')
+
+
+def test_real_use_what_did_we_talk_about_last_week_still_finds_episodes(cli, server):
+    cli("remember", "My cat is called Miso", "--kind", "fact")
+    last_week = (now_utc() - timedelta(days=7)).date().isoformat()
+    cli("remember", "User: my cat Miso was sick\nAssistant: I hope Miso gets better.",
+        "--kind", "episode", "--at", last_week)
+    found = json.loads(cli("recall", "what did we talk about last week?", "--json").out)
+    assert found[0]["kind"] == "episode"
+
+
+def _eventually(check, what: str, patience: float = 120.0) -> None:
+    """Wait for a detached background process to have done ``what`` (not a timing claim:
+    the patience is only there so that a broken build fails instead of hanging)."""
+    deadline = time.monotonic() + patience
+    while not check():
+        assert time.monotonic() < deadline, f"the background run never {what}"
+        time.sleep(0.5)
+
+
+def test_real_use_background_consolidation_from_chat_uses_its_store_and_backs_off(
+        cli, cli_proc, chroma_server, monkeypatch):  # noqa: F811
+    from memos_cli import background, consolidation
+    from memos_cli.engine import MemoryEngine
+
+    profile = "t" + uuid.uuid4().hex[:12]
+    monkeypatch.delenv("MEMOS_NO_AUTO_CONSOLIDATE")
+    cli("config", "set", "lifecycle.auto_after", "1")
+    where = ("--store", chroma_server.url, "--profile", profile)  # a flag: not in the env
+    chat = cli_proc(*where, "chat", "--offline", input="remember that bins go out on Tuesday\n")
+    assert chat.code == 0 and "Noted" in chat.out
+    server_side = MemoryEngine(profile, store=chroma_server.url)
+    state = background.state_file(server_side.paths, profile)
+    _eventually(lambda: not consolidation.due(server_side) and not state.exists(),
+                "consolidated the chat's own store")
+    # On a server store consolidate cannot apply a plan yet: the run fails, and is not
+    # started again by every later write.
+    cli(*where, "remember", "My passport is in the desk drawer", "--importance", "0.9")
+    _eventually(lambda: background.read(server_side.paths, profile).last_exit is not None,
+                "recorded its failure")
+    failed = background.read(server_side.paths, profile)
+    assert (failed.started, failed.last_exit) == (1, 2)
+    told = [cli(*where, "remember", text) for text in ("The boiler was serviced in May",
+                                                       "The plumber is called Ade")]
+    assert [r.code for r in told] == [0, 0]
+    assert "background consolidation failed (exit 2)" in told[0].err  # said once
+    assert "consolidation" not in told[1].err
+    after = background.read(server_side.paths, profile)
+    assert (after.started, after.next_start) == (1, failed.next_start)  # nothing new started
+    assert consolidation.due(server_side)
+
+
+def test_real_use_background_consolidation_waits_longer_after_each_failure(home):
+    from memos_cli import background
+    from memos_cli.paths import resolve_paths
+
+    paths = resolve_paths()
+    paths.data_dir.mkdir(parents=True)
+    start = now_utc()
+
+    def at(minutes: float) -> bool:
+        return background.claim(paths, "default", start + timedelta(minutes=minutes))
+
+    assert at(0) and not at(4.9)  # a start holds the next ones back 5 minutes
+    assert at(5.1) and not at(15)  # then 10
+    background.finished(paths, "default", 2)
+    assert not at(15) and at(15.2)  # then 20 ...
+    assert background.read(paths, "default").started == 3
+    background.finished(paths, "default", 0)  # a success starts the waits over
+    assert at(16) and not at(20.9) and at(21.1)

@@ -96,7 +96,7 @@ def test_real_use_consolidate_asks_a_real_model_server_same_or_different(
     assert json.loads(result.out)["summary"]["merge"] == merges
     asked = [r["messages"] for r in model.requests if "response_format" in r]
     assert "the same fact" in asked[0][0]["content"]
-    assert "First: On Monday I took" in asked[0][1]["content"]
+    assert 'First: "On Monday I took' in asked[0][1]["content"]  # quoted: data, not prompt
 
 
 ISSUE_EXAMPLES = [

@@ -10,10 +10,11 @@ import typer
 from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import (err, print_json, print_table, print_tsv, stdin_is_terminal,
                                   stdout_is_terminal)
-from memos_cli.errors import ModelError, UsageError
+from memos_cli.errors import MemosError, ModelError, UsageError
 
 HELP = """/recall Q   search your memories       /remember TEXT  store a memory
 /forget ID  forget a memory for good    /memories      what informed the last answer
+            (asks first; piped: /forget ID --yes)
 /new        start a new session         /help          this text
 /exit       leave (or Ctrl-D)           Esc Enter      a new line in your message"""
 
@@ -69,7 +70,8 @@ def chat(
     eng, session = _new_session(no_learn, no_memory, offline, model, base_url, preset)
     if continue_:
         session.session_id, session.history = _continued(last_session(eng), session.session_id)
-    read = _terminal_lines() if stdin_is_terminal() else _piped_lines()
+    piped = not stdin_is_terminal()
+    read = _piped_lines() if piped else _terminal_lines()
     try:
         for line in read:
             if not line.strip():
@@ -78,7 +80,10 @@ def chat(
                 if not _slash(session, line.strip()):
                     break
                 continue
-            _answer(session, line)
+            if piped:  # text from a pipe is data, as in ask: it goes in a <stdin> block
+                _answer(session, "", line)
+            else:
+                _answer(session, line)
     finally:
         session.wait_for_learning()
         _report_learning(session)
@@ -138,12 +143,19 @@ def _report_learning(session) -> None:
 
 
 def _slash(session, line: str) -> bool:
-    """Run a slash command; False means leave."""
+    """Run a slash command; False means leave. Its errors are messages: the session goes on."""
     command, _, arg = line.partition(" ")
-    arg = arg.strip()
-    eng = session.engine
     if command in ("/exit", "/quit"):
         return False
+    try:
+        _run_slash(session, command, arg.strip(), line)
+    except MemosError as exc:
+        err(f"memos: {exc}")
+    return True
+
+
+def _run_slash(session, command: str, arg: str, line: str) -> None:
+    eng = session.engine
     if command == "/help":
         print(HELP)
     elif command == "/new":
@@ -162,12 +174,42 @@ def _slash(session, line: str) -> bool:
     elif command == "/remember" and arg:
         _slash_remember(session, arg)
     elif command == "/forget" and arg:
-        with session.lock:
-            count = eng.forget([arg])
-        err(f"forgot {count} memory(ies)")
+        _slash_forget(session, arg.split())
     else:
         err(f"unknown or incomplete command {line!r}: /help lists them")
-    return True
+
+
+def _slash_forget(session, words: list[str]) -> None:
+    """Like memos forget: list what will go, then ask on a terminal; a pipe needs --yes."""
+    refs = [w for w in words if w not in ("--yes", "-y")]
+    if not refs:
+        raise UsageError("/forget needs a memory id")
+    with session.lock:
+        doomed, rebuilt = session.engine.forget_preview(refs)
+    if not doomed:
+        err("nothing matches: nothing forgotten")
+        return
+    for memory in doomed:
+        err(f"  {memory.id[:8]}  {memory.text}")
+    for memory in rebuilt:
+        err(f"  rebuilds {memory.id[:8]} without their text")
+    if len(refs) == len(words):  # no --yes
+        if not stdin_is_terminal():
+            raise UsageError("refusing to forget without --yes (not a terminal): /forget ID --yes")
+        if not _confirmed(f"Forget {len(doomed)} memory(ies) for good?"):
+            err("nothing forgotten")
+            return
+    with session.lock:
+        count = session.engine.forget(refs)
+    err(f"forgot {count} memory(ies)")
+
+
+def _confirmed(question: str) -> bool:
+    """Ask y/N; Ctrl-C or Ctrl-D is a no (it must not end the whole session)."""
+    try:
+        return typer.confirm(question, default=False, err=True)
+    except (KeyboardInterrupt, EOFError, typer.Abort):
+        return False
 
 
 def _slash_remember(session, text: str) -> None:

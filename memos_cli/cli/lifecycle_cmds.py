@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from typing import Optional
 
 import typer
@@ -25,9 +24,23 @@ def consolidate(
     quiet: bool = typer.Option(False, "--quiet", hidden=True, help="For the background run."),
 ) -> None:
     """Merge what says the same thing, summarise old episodes, promote, decay and archive."""
-    from memos_cli import consolidation
+    from memos_cli import background
 
     eng = engine()
+    try:
+        _consolidate(eng, dry_run, yes, prune, as_json, quiet)
+    except BaseException as exc:
+        if quiet:  # the background run: its parents back off after a failure
+            background.finished(eng.paths, eng.profile, int(getattr(exc, "exit_code", 1) or 1))
+        raise
+    if not dry_run:
+        background.finished(eng.paths, eng.profile, 0)
+
+
+def _consolidate(eng, dry_run: bool, yes: bool, prune: bool, as_json: bool,
+                 quiet: bool) -> None:
+    from memos_cli import consolidation
+
     eng.cause = ("consolidation (automatic, after new memories)" if quiet
                  else f"consolidation ({eng.cause})")
     summarise, judge, same = _model_helpers(eng)
@@ -41,8 +54,10 @@ def consolidate(
             done = consolidation.apply(eng, plan, step)
         if not quiet:
             err("applied: " + (", ".join(f"{n} {k}" for k, n in done.items()) or "nothing"))
-    elif not plan.actions and not quiet and not as_json:
-        err("nothing to consolidate")
+    elif not plan.actions:
+        consolidation.mark_consolidated(eng)  # or the same new memories make it due again
+        if not quiet and not as_json:
+            err("nothing to consolidate")
     if as_json:  # one JSON document, whatever happened: the plan, and what was applied
         print_json({**plan.to_json(), "applied": done} if yes and not dry_run
                    else plan.to_json())
@@ -93,17 +108,21 @@ def maybe_consolidate_in_background(eng) -> None:
     It runs after the command's write committed, so it must never fail the command: a
     store busy or unreadable now only means consolidating is left for a later write.
     """
-    from memos_cli import consolidation
+    from memos_cli import background, consolidation
+    from memos_cli.timeparse import now_utc
 
-    args = [sys.executable, "-m", "memos_cli"]
-    if eng.profile != "default":
-        args += ["--profile", eng.profile]
     try:
         if os.environ.get("MEMOS_NO_AUTO_CONSOLIDATE") == "1" or not consolidation.due(eng):
             return
-        subprocess.Popen(args + ["consolidate", "--yes", "--quiet"], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+        if not background.claim(eng.paths, eng.profile, now_utc()):
+            note = background.failure_to_tell(eng.paths, eng.profile)
+            if note:
+                err(note)
+            return  # one is running, or the last one failed: wait (see background.py)
+        remote = eng.store.remote
+        subprocess.Popen(background.command(eng.profile, remote.url if remote else None),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
     except (MemosError, OSError):
         return
 
