@@ -57,6 +57,24 @@ def embedding_settings(paths: Paths, env: Mapping[str, str] | None = None) -> Em
     )
 
 
+# --- recall --------------------------------------------------------------------------------
+
+RECALL_FLOOR = 0.3  # keeps 95% of LoCoMo's evidence hits in the top 10 (docs/benchmarks.md)
+
+
+def recall_floor(paths: Paths, env: Mapping[str, str] | None = None) -> float:
+    """The relevance below which recall prints nothing: MEMOS_RECALL_FLOOR, then
+    ``[recall] floor``, then the default (see docs/benchmarks.md for how it was chosen)."""
+    env = os.environ if env is None else env
+    raw = env.get("MEMOS_RECALL_FLOOR")
+    if raw is None:
+        raw = read_config(paths).get("recall", {}).get("floor", RECALL_FLOOR)
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"the recall floor must be a number, not {raw!r}") from None
+
+
 # --- the chat model ----------------------------------------------------------------------
 
 PRESETS = {
@@ -116,6 +134,7 @@ SETTABLE = {
     "llm": {"preset": str, "base_url": str, "model": str, "timeout": float, "temperature": float},
     "embedding": {"model": str, "base_url": str, "timeout": float},
     "store": {"url": str, "ca": str},
+    "recall": {"floor": float},
 }
 SECRET_KEYS = {"llm.api_key", "embedding.api_key", "store.token"}  # in the vault, never the file
 

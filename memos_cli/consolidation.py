@@ -163,10 +163,12 @@ def _merge(engine: "MemoryEngine", codec: "RecordCodec", action: Action) -> None
     survivor = codec.open(rows[action.into])
     for memory_id in present[1:]:
         other = codec.open(rows[memory_id])
+        added = [t for t in other.tags if t not in survivor.tags]
+        # Which tags came with it is kept, so forgetting it later takes them away again.
         survivor.history.append(Version(other.text, other.kind, list(other.tags),
                                         other.importance, other.updated_at, "merged",
-                                        source_id=other.id))
-        survivor.tags = survivor.tags + [t for t in other.tags if t not in survivor.tags]
+                                        source_id=other.id, added_tags=added))
+        survivor.tags = survivor.tags + added
         survivor.importance = max(survivor.importance, other.importance)
         survivor.access_count += other.access_count
         survivor.derived_from.append(other.id)

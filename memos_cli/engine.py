@@ -21,7 +21,7 @@ import numpy as np
 from memos_cli import crypto
 from memos_cli.atomic import write_atomic
 from memos_cli.audit import AuditLog, Event
-from memos_cli.config import embedding_settings, store_settings
+from memos_cli.config import embedding_settings, recall_floor, store_settings
 from memos_cli.errors import (IntegrityError, NotFoundError, StoreMismatchError, UsageError,
                               VersionError, WrongKeyError)
 from memos_cli.keys import KeyStore, PassphraseSource, Unlocked, env_passphrase
@@ -47,8 +47,32 @@ JOIN_HINT = (": run 'memos key export' on a machine that opens the store and "
 @dataclass
 class Hit:
     memory: Memory
-    score: float  # fused relevance: meaning and keywords, higher is better (not a probability)
+    score: float  # relevance 0..1 on an absolute scale (see ``relevance``), not a rank
     similarity: float = 0.0  # cosine similarity of query and memory, -1..1
+    coverage: float = 0.0  # share of the query's word weight its thread window holds, 0..1
+
+
+def relevance(cosine: float, coverage: float) -> float:
+    """How well one memory answers a query, 0..1, from evidence about that memory alone.
+
+    Unlike the fused rank (z-scores over the candidates) it reads the same with one
+    candidate or a thousand, so a floor on it can say "nothing relevant". Either kind of
+    evidence suffices: close in meaning, or holding most of the query's rare words."""
+    return max(0.0, min(1.0, max(cosine, coverage)))
+
+
+@dataclass
+class Candidate:
+    """A row proposed by the retrievers, with its evidence, before it is decrypted."""
+
+    row: Any
+    fused: float  # rank score: z-scores of both retrievers over the candidates, summed
+    cosine: float
+    coverage: float
+
+    @property
+    def relevance(self) -> float:
+        return relevance(self.cosine, self.coverage)
 
 
 @dataclass
@@ -96,6 +120,7 @@ class MemoryEngine:
         where = store_settings(self.paths, store)
         remote = Remote(where.url, where.token, where.ca) if where.url else None
         self.store = ChromaStore(self.paths.chroma_dir, self.profile, remote)
+        self.recall_floor = recall_floor(self.paths)  # below it, a memory is not an answer
         self._embedder = embedder
         self._unlocked: Unlocked | None = None
         self._codec: RecordCodec | None = None
@@ -169,11 +194,16 @@ class MemoryEngine:
             self.store.create(self._store_meta(self._unlocked.current, self._embed_meta()))
         meta = self.store.meta()
         self._check_store(meta)
-        self._codec = RecordCodec(self._unlocked)
+        self._codec = self._new_codec(meta)
         self._recover_journal()
         if self._unlocked.next is not None:
             self._rotate_rows()
         return self._codec
+
+    def _new_codec(self, meta: dict[str, Any] | None = None) -> RecordCodec:
+        assert self._unlocked is not None
+        meta = self.store.meta() if meta is None else meta
+        return RecordCodec(self._unlocked, vector_tags=bool(meta.get("vector_tags")))
 
     def _load_store_token(self) -> None:
         """A server's token from the vault, unless the environment gave one (needs the key)."""
@@ -211,7 +241,7 @@ class MemoryEngine:
     def _store_meta(key: Any, embed: dict[str, Any]) -> dict[str, Any]:
         check = crypto.seal(key.key, b"memos-store", "check/" + key.key_id)
         return {"memos_format": STORE_FORMAT, "key_id": key.key_id,
-                "check": crypto.b64e(check), **embed}
+                "check": crypto.b64e(check), "vector_tags": 1, **embed}
 
     def _refresh_if_stale(self) -> None:
         """Notice writes by other engines or processes since we last looked.
@@ -424,11 +454,11 @@ class MemoryEngine:
         results: list[RememberResult] = []
         fresh: list[int] = []
         tags = [codec.text_tag(m.text) for m in memories]
-        stored = self._rows_by_tag(tags)
+        stored = self._rows_by_tag(codec, tags)
         seen: dict[str, int] = {}
         for n, (memory, tag) in enumerate(zip(memories, tags)):
             if tag in stored:
-                results.append(RememberResult(codec.open(stored[tag]), created=False))
+                results.append(RememberResult(stored[tag], created=False))
             elif tag in seen:
                 results.append(RememberResult(memories[seen[tag]], created=False))
             else:
@@ -440,15 +470,18 @@ class MemoryEngine:
             self._add_rows(codec, [memories[n] for n in fresh], vectors[fresh], action)
         return results
 
-    def _rows_by_tag(self, tags: Sequence[str]) -> dict[str, Any]:
-        """Stored rows whose keyed text hash is among ``tags`` (exact-duplicate lookup)."""
-        found: dict[str, Any] = {}
+    def _rows_by_tag(self, codec: RecordCodec, tags: Sequence[str]) -> dict[str, Memory]:
+        """Stored memories whose keyed text hash is among ``tags`` (exact-duplicate lookup).
+
+        Each is opened, which checks its hash against its text: a row carrying another
+        text's hash is reported damaged, and does not pass for a duplicate."""
+        found: dict[str, Memory] = {}
         unique = sorted(set(tags))
         for start in range(0, len(unique), 500):
             batch = unique[start:start + 500]
             where = {"h": batch[0]} if len(batch) == 1 else {"h": {"$in": batch}}
-            for row in self.store.find(where):
-                found[row.meta["h"]] = row
+            for row, memory in self._open_rows(codec, self.store.find(where), with_usage=False):
+                found[row.meta["h"]] = memory
         return found
 
     def _add_rows(self, codec: RecordCodec, memories: list[Memory], vectors: np.ndarray,
@@ -459,7 +492,8 @@ class MemoryEngine:
         index = self._keyword_index()  # loaded before the add, so it is not seen as stale
         ids = [m.id for m in memories]
         with self._journal(ids):
-            self.store.add(ids, codec.blind(vectors), [codec.seal(m) for m in memories])
+            blinded = codec.blind(vectors)
+            self.store.add(ids, blinded, [codec.seal(m, vector=v) for m, v in zip(memories, blinded)])
             index.add([_entry(m) for m in memories])
             self._save_keywords()
         self._audit(action, ids)
@@ -547,7 +581,8 @@ class MemoryEngine:
         memory.validate()
         blinded = codec.blind(vector) if vector is not None else None
         index = self._keyword_index()
-        self.store.update([memory.id], [codec.seal(memory)], blinded)
+        self.store.update([memory.id], [codec.seal(memory, vector=None if blinded is None
+                                                   else blinded[0])], blinded)
         if memory.text != before:
             index.replace(memory.id, tokenize(memory.text))
             self._save_keywords()
@@ -617,7 +652,10 @@ class MemoryEngine:
     def _strip_sources(self, codec: RecordCodec, memories: list[Memory], gone: set[str]) -> None:
         """Remove every trace of ``gone`` memories from ``memories`` (history, links)."""
         for memory in memories:
+            brought = {t for v in memory.history if v.source_id in gone for t in v.added_tags}
             memory.history = [v for v in memory.history if v.source_id not in gone]
+            still = {t for v in memory.history if v.source_id is not None for t in v.tags}
+            memory.tags = [t for t in memory.tags if t not in brought or t in still]
             memory.derived_from = [i for i in memory.derived_from if i not in gone]
         if memories:
             self.store.update([m.id for m in memories], [codec.seal(m) for m in memories])
@@ -649,7 +687,7 @@ class MemoryEngine:
             present = set(self._existing([m.id for m in memories]))
             todo = [m for m in memories if m.id not in present]
             tags = [codec.text_tag(m.text) for m in todo]
-            texts_seen = set(self._rows_by_tag(tags))
+            texts_seen = set(self._rows_by_tag(codec, tags))
             batch: list[Memory] = []
             for memory, tag in zip(todo, tags):
                 if tag not in texts_seen:
@@ -673,7 +711,8 @@ class MemoryEngine:
     # --- reading -------------------------------------------------------------------------
 
     def recall(self, query: str, limit: int = 10, *, where: Filter | None = None,
-               record_access: bool = True, **filters: Any) -> list[Hit]:
+               record_access: bool = True, floor: float | None = None,
+               **filters: Any) -> list[Hit]:
         """The memories that best answer ``query``, best first.
 
         Two retrievers each propose candidates: the vector index (meaning) and BM25
@@ -683,6 +722,7 @@ class MemoryEngine:
         if limit <= 0:
             raise UsageError("--limit must be at least 1")
         keep = where or Filter(**filters)
+        floor = self.recall_floor if floor is None else floor
         # Counting accesses changes metadata only: other processes need not reload.
         with self._session(write=False) as codec:
             if codec is None:
@@ -691,10 +731,12 @@ class MemoryEngine:
             vector = self.embedder.embed([index.strip_common(query)])
             blinded = codec.blind(vector)[0]
             ids, keyword_scores = index.scores(query)
+            coverage = index.coverage(query)[1]
             total, want = len(index), max(CANDIDATES, limit * 3)
             period = query_period(query)
             while True:
-                ranked = self._fuse(blinded, ids, keyword_scores, want)
+                ranked = [c for c in self._fuse(blinded, ids, keyword_scores, coverage, want)
+                          if c.relevance >= floor]
                 hits = self._first_hits(codec, ranked, keep, limit if period is None else want)
                 if len(hits) >= limit or want >= total:
                     break
@@ -715,21 +757,22 @@ class MemoryEngine:
             hit.memory.access_count += 1
             hit.memory.last_access = now
 
-    def _first_hits(self, codec: RecordCodec, ranked: list[tuple[Any, float, float]],
+    def _first_hits(self, codec: RecordCodec, ranked: list[Candidate],
                     keep: Callable[[Memory], bool], limit: int) -> list[Hit]:
         """Open ranked rows in order until ``limit`` pass the filters (decrypt no more)."""
         hits: list[Hit] = []
-        for row, score, cosine in ranked:
-            for _row, memory in self._open_rows(codec, [row]):
+        for candidate in ranked:
+            for _row, memory in self._open_rows(codec, [candidate.row]):
                 if keep(memory):
-                    hits.append(Hit(memory, score, cosine))
+                    hits.append(Hit(memory, candidate.relevance, candidate.cosine,
+                                    candidate.coverage))
             if len(hits) >= limit:
                 break
         return hits
 
     def _fuse(self, query: np.ndarray, ids: list[str], keyword_scores: np.ndarray,
-              want: int) -> list[tuple[Any, float, float]]:
-        """Candidates from both retrievers as (row, fused score, cosine), best first."""
+              coverage: np.ndarray, want: int) -> list[Candidate]:
+        """Candidates from both retrievers, best first by fused rank."""
         rows = {row.id: row for row in self.store.query(query, min(want, len(ids)))}
         cosine = {i: 1.0 - row.distance for i, row in rows.items()}
         position = self._keyword_index().positions()
@@ -742,8 +785,9 @@ class MemoryEngine:
         words = _zscore(np.array([keyword_scores[position[i]] if i in position else 0.0
                                   for i in order]))
         fused = dense + words
-        return [(rows[order[n]], float(fused[n]), cosine[order[n]])
-                for n in np.argsort(-fused, kind="stable")]
+        return [Candidate(rows[i], float(fused[n]), cosine[i],
+                          float(coverage[position[i]]) if i in position else 0.0)
+                for n in np.argsort(-fused, kind="stable") for i in [order[n]]]
 
     def list(self, *, limit: int | None = None, where: Filter | None = None,
              **filters: Any) -> list[Memory]:
@@ -835,7 +879,7 @@ class MemoryEngine:
             if not self.store.exists():
                 return 0
             self._check_store_key_only()
-            codec = RecordCodec(self._unlocked)
+            codec = self._new_codec()
             rows = list(self.store.scan())
             memories = [codec.open(row) for row in rows]
             vectors = self._embed_batched([m.text for m in memories], progress)
@@ -857,7 +901,9 @@ class MemoryEngine:
         temp = self.store.sibling(self.profile + "-reindex")
         temp.drop()
         temp.create(self._store_meta(self._unlocked.current, self._embed_meta()))
-        temp.add([r.id for r in rows], codec.blind(vectors), [r.meta for r in rows])
+        blinded = codec.blind(vectors)
+        temp.add([r.id for r in rows], blinded,
+                 [codec.tag_vector(r.meta, r.id, v) for r, v in zip(rows, blinded)])
         self.store.drop()  # the old collection goes first: Chroma names are unique
         temp.collection.modify(name=self.store.collection_name)
         self.store.reset()
@@ -914,14 +960,15 @@ class MemoryEngine:
         old, new = self._unlocked.current, self._unlocked.next
         count = 0
         if self.store.exists():
-            codec = RecordCodec(self._unlocked)
+            codec = self._new_codec()
             rows = [r for r in self.store.scan(with_vectors=True) if r.meta.get("k") == old.key_id]
             for row in rows:
                 memory = codec.open(row)
                 # Undo the old rotation and apply the new one: no re-embedding needed.
                 vector = row.vector.astype(np.float32) @ old.rotation(len(row.vector))
-                self.store.update([row.id], [codec.seal(memory, key=new)],
-                                  crypto.blind(vector[None, :], new.rotation(len(row.vector))))
+                blinded = crypto.blind(vector[None, :], new.rotation(len(row.vector)))
+                self.store.update([row.id], [codec.seal(memory, key=new, vector=blinded[0])],
+                                  blinded)
                 count += 1
                 if progress:
                     progress(count, len(rows))
@@ -929,7 +976,7 @@ class MemoryEngine:
                 k: v for k, v in self.store.meta().items() if k.startswith("embed_")}))
             self.store.compact()  # old ciphertexts leave SQLite's free pages
         self._unlocked = self.keys.finish_rotation(self._unlocked)
-        self._codec = RecordCodec(self._unlocked)
+        self._codec = self._new_codec() if self.store.exists() else RecordCodec(self._unlocked)
         self._rekey_side_files(old.key, new.key)
         self._audit("key changed", [], count=count)
         return count

@@ -101,6 +101,14 @@ class KeywordIndex:
         compiled = self._compile()
         return compiled.ids, compiled.bm25(tokenize(query))
 
+    def coverage(self, query: str) -> tuple[list[str], np.ndarray]:
+        """For every memory, the share of the query's weight (IDF) its window contains, 0..1.
+
+        Unlike BM25 this is absolute: it means the same in a store of 1 memory or 100k,
+        and words no memory has (gibberish) weigh in the total, so they lower it."""
+        compiled = self._compile()
+        return compiled.ids, compiled.coverage(tokenize(query))
+
     def positions(self) -> dict[str, int]:
         """Where each memory id sits in the arrays ``scores`` returns."""
         return self._compile().position
@@ -177,6 +185,19 @@ class _Compiled:
         index = self.vocab.get(token)
         return 0.0 if index is None or not self.n else float(self.own_df[index]) / self.n
 
+    def _idf(self, df: int) -> float:
+        return math.log(1 + (self.n - df + 0.5) / (df + 0.5))
+
+    def coverage(self, query_tokens: list[str]) -> np.ndarray:
+        covered, total = np.zeros(self.n), 0.0
+        for token in set(query_tokens):
+            index = self.vocab.get(token)
+            start, end = (self.ptr[index], self.ptr[index + 1]) if index is not None else (0, 0)
+            idf = self._idf(int(end - start))
+            total += idf
+            covered[self.post_docs[start:end]] += idf
+        return covered / total if total else covered
+
     def bm25(self, query_tokens: list[str]) -> np.ndarray:
         scores = np.zeros(self.n)
         for token in set(query_tokens):
@@ -185,8 +206,7 @@ class _Compiled:
                 continue
             start, end = self.ptr[index], self.ptr[index + 1]
             docs, tf = self.post_docs[start:end], self.post_tf[start:end]
-            df = end - start
-            idf = math.log(1 + (self.n - df + 0.5) / (df + 0.5))
+            idf = self._idf(int(end - start))
             norm = K1 * (1 - B + B * self.lengths[docs] / self.avg)
             scores[docs] += idf * tf * (K1 + 1) / (tf + norm)
         return scores

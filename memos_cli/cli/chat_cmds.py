@@ -8,8 +8,8 @@ from typing import Iterator, Optional
 import typer
 
 from memos_cli.cli.app import app, engine
-from memos_cli.cli.output import (err, print_json, print_table, print_tsv, stdin_is_terminal,
-                                  stdout_is_terminal)
+from memos_cli.cli.output import (checked_utf8, err, print_json, print_table, print_tsv,
+                                  read_stdin, stdin_is_terminal, stdout_is_terminal)
 from memos_cli.errors import ModelError, UsageError
 
 HELP = """/recall Q   search your memories       /remember TEXT  store a memory
@@ -63,7 +63,14 @@ def chat(
     base_url: Optional[str] = MODEL_FLAGS["base_url"],
     preset: Optional[str] = MODEL_FLAGS["preset"],
 ) -> None:
-    """Chat with a model that remembers you (slash commands: /help)."""
+    """Chat with a model that remembers you (slash commands: /help).
+
+    Examples:
+
+      memos chat --preset ollama --model llama3.2
+
+      printf 'what do I usually order?\n' | memos chat
+    """
     from memos_cli.chat import last_session
 
     eng, session = _new_session(no_learn, no_memory, offline, model, base_url, preset)
@@ -186,7 +193,7 @@ def _piped_lines() -> Iterator[str]:
     """Messages from a pipe: one per line; a line ending in a backslash continues."""
     pending = ""
     for raw in sys.stdin:
-        line = raw.rstrip("\n")
+        line = checked_utf8(raw, "stdin").rstrip("\n")
         if line.endswith("\\"):
             pending += line[:-1] + "\n"
             continue
@@ -237,8 +244,15 @@ def ask(
     base_url: Optional[str] = MODEL_FLAGS["base_url"],
     preset: Optional[str] = MODEL_FLAGS["preset"],
 ) -> None:
-    """Ask one question, for scripts: git diff | memos ask "review this"."""
-    stdin_text = None if stdin_is_terminal() else (sys.stdin.read() or None)
+    """Ask one question, for scripts: git diff | memos ask "review this".
+
+    Examples:
+
+      memos ask "what do I usually order at the Thai place?"
+
+      git diff | memos ask "review this change" --json
+    """
+    stdin_text = None if stdin_is_terminal() else (read_stdin() or None)
     _eng, session = _new_session(no_learn, no_memory, offline, model, base_url, preset)
     chunks = session.respond(question, stdin_text)
     if as_json or no_stream:
@@ -310,7 +324,7 @@ def config_set(key: str = typer.Argument(..., help="e.g. llm.model, llm.preset, 
     """Set a setting; an API key is sealed in the vault, never written to config.toml."""
     from memos_cli.config import SECRET_KEYS, set_value
 
-    value = sys.stdin.read().strip() if value == "-" else value
+    value = read_stdin().strip() if value == "-" else value
     eng = engine()
     if key in SECRET_KEYS:
         eng.set_secret(key, value)
