@@ -198,6 +198,59 @@ def _toml(value: Any) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
+# --- what is in effect, and why (config show) ------------------------------------------------
+
+ENV_NAMES = {
+    "llm.preset": "MEMOS_LLM_PRESET", "llm.base_url": "MEMOS_LLM_BASE_URL",
+    "llm.model": "MEMOS_LLM_MODEL", "llm.timeout": "MEMOS_LLM_TIMEOUT",
+    "embedding.model": "MEMOS_EMBED_MODEL", "embedding.base_url": "MEMOS_EMBED_BASE_URL",
+    "store.url": "MEMOS_STORE", "store.ca": "MEMOS_STORE_CA", "recall.floor": "MEMOS_RECALL_FLOOR",
+    "llm.api_key": "MEMOS_LLM_API_KEY", "embedding.api_key": "MEMOS_EMBED_API_KEY",
+    "store.token": "MEMOS_STORE_TOKEN",
+}
+DEFAULTS = {"llm.timeout": 60.0, "llm.temperature": 0.3, "embedding.model": "local",
+            "embedding.timeout": 30.0, "recall.floor": RECALL_FLOOR}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    value: Any  # None: not set; a secret's value is never carried, only "(set)"
+    source: str  # "flag", "environment", "file", "vault" (secrets) or "default"
+
+
+def effective_settings(paths: Paths, flags: Mapping[str, Any] | None = None,
+                       env: Mapping[str, str] | None = None) -> list[Setting]:
+    """Every setting's value in effect and where it comes from, highest precedence first:
+    flag, environment, config file, default. Secrets are left to the caller (the vault)."""
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    doc = read_config(paths)
+    defaults = dict(DEFAULTS, **{f"lifecycle.{name}": value
+                                 for name, value in _lifecycle_defaults().items()})
+    settings = []
+    for section, table in dict(SETTABLE, lifecycle=_lifecycle_types()).items():
+        for key in table:
+            name, env_name = f"{section}.{key}", ENV_NAMES.get(f"{section}.{key}", "")
+            if name in flags:
+                settings.append(Setting(name, flags[name], "flag"))
+            elif env.get(env_name):
+                settings.append(Setting(name, env[env_name], "environment"))
+            elif key in doc.get(section, {}):
+                settings.append(Setting(name, doc[section][key], "file"))
+            else:
+                settings.append(Setting(name, defaults.get(name), "default"))
+    return settings
+
+
+def _lifecycle_defaults() -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from memos_cli.lifecycle import Rules
+
+    return asdict(Rules())
+
+
 @dataclass(frozen=True)
 class StoreSettings:
     """Where the store is: a Chroma server (``url``; None: the local folder), its token, CA."""

@@ -816,6 +816,16 @@ class MemoryEngine:
             return self.usage.apply(self._index_key(),
                                     codec.open(self.store.get([self._resolve(ref)])[0]))
 
+    def lookup(self, refs: Sequence[str]) -> tuple[list[Memory], list[str]]:
+        """The memories ``refs`` name, and the ids among them that are damaged (unreadable),
+        which can still be forgotten by id."""
+        with self._session(write=False) as codec:
+            if codec is None:
+                raise NotFoundError(f"no memory matches {refs[0]!r}")
+            ids = list(dict.fromkeys(self._resolve(ref) for ref in refs))
+            opened = {row.id: m for row, m in self._open_rows(codec, self.store.get(ids))}
+        return [opened[i] for i in ids if i in opened], [i for i in ids if i not in opened]
+
     def _resolve(self, ref: str) -> str:
         ref = ref.strip().lower()
         if len(ref) < MIN_PREFIX:

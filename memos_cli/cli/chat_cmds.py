@@ -303,19 +303,35 @@ app.add_typer(config_app, name="config", rich_help_panel="Keys, backups and setu
 
 @config_app.command("show")
 def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """The settings in config.toml, and which secrets are set (never their values)."""
-    from memos_cli.config import SECRET_KEYS, read_config
+    """Every setting in effect, where it comes from (flag, environment, file, vault,
+    default) and the config file's path. Secrets show as set or not, never their value."""
+    import os
+
+    from memos_cli.cli.app import STATE
+    from memos_cli.config import ENV_NAMES, SECRET_KEYS, Setting, effective_settings
 
     eng = engine()
-    rows = [(f"{section}.{key}", value) for section, table in read_config(eng.paths).items()
-            if isinstance(table, dict) for key, value in table.items()]
-    rows += [(name, "(set, in the vault)") for name in sorted(SECRET_KEYS) if eng.secret(name)]
+    # Typer fills --store from MEMOS_STORE too: it is a flag only when they differ.
+    flag = STATE.store if STATE.store != os.environ.get("MEMOS_STORE") else None
+    settings = [Setting("profile", eng.profile,
+                        "flag" if STATE.profile and STATE.profile != os.environ.get("MEMOS_PROFILE")
+                        else "environment" if os.environ.get("MEMOS_PROFILE") else "default")]
+    settings += effective_settings(eng.paths, {"store.url": flag})
+    for name in sorted(SECRET_KEYS):
+        source = ("environment" if os.environ.get(ENV_NAMES[name])
+                  else "vault" if eng.secret(name) else "default")
+        settings.append(Setting(name, None if source == "default" else "(set)", source))
+    path = str(eng.paths.config_file)
     if as_json:
-        print_json(dict(rows))
-    elif stdout_is_terminal():
-        print_table(str(eng.paths.config_file), ["setting", "value"], rows)
+        print_json({"file": path, "file_exists": eng.paths.config_file.exists(),
+                    "settings": [vars(s) for s in settings]})
+        return
+    rows = [(s.name, s.value, s.source) for s in settings]
+    if stdout_is_terminal():
+        print_table(path, ["setting", "value", "from"], rows)
     else:
-        print_tsv(rows)
+        print_tsv([("file", path, "present" if eng.paths.config_file.exists() else "absent")]
+                  + rows)
 
 
 @config_app.command("set")

@@ -18,6 +18,8 @@ from memos_cli.timeparse import parse_when
 JSON = typer.Option(False, "--json", help="Print JSON.")
 KIND_HELP = f"One of: {', '.join(KINDS)}."
 TIER_HELP = f"Only this tier: {', '.join(TIERS)}."
+SINCE = typer.Option(None, "--since", help="Only from this time on: ISO date or '3 days ago'.")
+UNTIL = typer.Option(None, "--until", help="Only up to this time.")
 CONFIRM_SHOWN = 20  # memories listed before a forget asks for confirmation
 
 
@@ -92,8 +94,8 @@ def recall(
     limit: int = typer.Option(10, "--limit", "-n", min=1, help="How many results."),
     kind: Optional[str] = typer.Option(None, "--kind", "-k", help=KIND_HELP),
     tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Only memories with this tag."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only from this time on."),
-    until: Optional[str] = typer.Option(None, "--until", help="Only up to this time."),
+    since: Optional[str] = SINCE,
+    until: Optional[str] = UNTIL,
     at: Optional[str] = typer.Option(None, "--at", help="What was true then (ISO date, '3 days ago')."),
     tier: Optional[str] = typer.Option(None, "--tier", help=TIER_HELP),
     floor: Optional[float] = typer.Option(
@@ -131,12 +133,15 @@ def list_(
     tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Only memories with this tag."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="At most this many."),
     tier: Optional[str] = typer.Option(None, "--tier", help=TIER_HELP),
+    since: Optional[str] = SINCE,
+    until: Optional[str] = UNTIL,
     all_: bool = typer.Option(False, "--all", help="Include memories no longer valid, and archived ones."),
     as_json: bool = JSON,
 ) -> None:
-    """List memories, newest first."""
+    """List memories, newest first (by when they happened, or were recorded)."""
     eng = engine()
-    memories = eng.list(kind=kind, tag=tag, tier=tier, limit=limit, include_inactive=all_)
+    memories = eng.list(kind=kind, tag=tag, tier=tier, limit=limit, include_inactive=all_,
+                        since=_when(since), until=_when(until))
     print_memories(memories, None, as_json)
     _report_damage(eng)
 
@@ -217,24 +222,27 @@ def forget(
     if chosen != 1:
         raise UsageError("say what to forget: IDs, or one of --query, --tag, --before, --all")
     eng = engine()
-    targets = _forget_targets(eng, refs, query, limit, tag, before, all_)
+    targets, damaged = _forget_targets(eng, refs, query, limit, tag, before, all_)
     if targets and not all_:
         targets = _with_derived(eng, targets)
+    for memory_id in damaged:
+        err(f"{memory_id[:SHORT_ID]} is damaged (it cannot be read): it goes too")
     if dry_run:
         print_memories(targets, None, as_json, title="Would forget")
-        err(f"dry run: {len(targets)} memory(ies) would be forgotten"
+        err(f"dry run: {len(targets) + len(damaged)} memory(ies) would be forgotten"
             + (", and the profile's keys destroyed" if all_ else ""))
         return
-    if not targets and not all_:
+    if not targets and not damaged and not all_:
         err("nothing matches: nothing forgotten")
         return
-    _confirm(targets, all_, yes)
-    count = eng.forget_all() if all_ else eng.forget([m.id for m in targets])
+    _confirm(targets, len(damaged), all_, yes)
+    ids = [m.id for m in targets] + damaged
+    count = eng.forget_all() if all_ else eng.forget(ids)
     if as_json:
-        print_json({"forgotten": [m.id for m in targets], "count": count})
+        print_json({"forgotten": ids, "count": count})
     else:
-        for memory in targets:
-            print(memory.id)
+        for memory_id in ids:
+            print(memory_id)
     err(f"forgot {count} memory(ies)" + (" and destroyed the profile's keys" if all_ else ""))
 
 
@@ -250,24 +258,25 @@ def _with_derived(eng, targets: list[Memory]) -> list[Memory]:
     return targets + derived
 
 
-def _forget_targets(eng, refs, query, limit, tag, before, all_) -> list[Memory]:
+def _forget_targets(eng, refs, query, limit, tag, before, all_) -> tuple[list[Memory], list[str]]:
+    """What to forget: readable memories, and ids of damaged ones (only named by id)."""
     if refs:
-        return [eng.show(ref) for ref in refs]
+        return eng.lookup(refs)
     if query:  # only what clears the relevance floor, as recall would print it
-        return [h.memory for h in eng.recall(query, limit, record_access=False)]
+        return [h.memory for h in eng.recall(query, limit, record_access=False)], []
     memories = eng.list(include_inactive=True)
     if tag:
-        return [m for m in memories if tag.strip().lower() in m.tags]
+        return [m for m in memories if tag.strip().lower() in m.tags], []
     if before:
         cutoff = parse_when(before)
-        return [m for m in memories if parse_when(m.created_at) < cutoff]
-    return memories
+        return [m for m in memories if parse_when(m.created_at) < cutoff], []
+    return memories, []
 
 
-def _confirm(targets: list[Memory], all_: bool, yes: bool) -> None:
+def _confirm(targets: list[Memory], damaged: int, all_: bool, yes: bool) -> None:
     if yes:
         return
-    what = f"{len(targets)} memory(ies)" + (" and this profile's keys" if all_ else "")
+    what = f"{len(targets) + damaged} memory(ies)" + (" and this profile's keys" if all_ else "")
     if not stdin_is_terminal():
         raise UsageError(f"refusing to forget {what} without --yes (not a terminal)")
     for memory in targets[:CONFIRM_SHOWN]:  # say what goes before asking
