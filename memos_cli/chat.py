@@ -101,7 +101,9 @@ class ChatSession:
         recent = [m["content"] for m in self.history[-4:] if m["role"] == "user"]
         query = "\n".join(recent[-1:] + [user_text])  # the conversation, not only the last line
         with self.lock:
-            return self.engine.recall(query, 8, record_access=self.learn)
+            # No relevance floor: the model weighs the memories, and spotting that a new
+            # message contradicts one needs the loosely related ones too.
+            return self.engine.recall(query, 8, record_access=self.learn, floor=0.0)
 
     def _messages(self, user_text: str, stdin_text: str | None, budget: int) -> list[dict]:
         system = SYSTEM.format(today=now_utc().date().isoformat())

@@ -40,6 +40,7 @@ STORE_FORMAT = 1
 CANDIDATES = 50  # from each retriever, before fusion (more when filters drop many)
 Progress = Callable[[int, int], None]  # (done, total)
 MIN_PREFIX = 4
+NEIGHBOUR_GATE = 0.1  # least cosine for a memory to borrow its neighbours' words as evidence
 JOIN_HINT = (": run 'memos key export' on a machine that opens the store and "
              "'memos key import FILE' here")
 
@@ -49,16 +50,26 @@ class Hit:
     memory: Memory
     score: float  # relevance 0..1 on an absolute scale (see ``relevance``), not a rank
     similarity: float = 0.0  # cosine similarity of query and memory, -1..1
-    coverage: float = 0.0  # share of the query's word weight its thread window holds, 0..1
+    coverage: float = 0.0  # share of the query's word weight it holds (keyword_evidence), 0..1
 
 
 def relevance(cosine: float, coverage: float) -> float:
-    """How well one memory answers a query, 0..1, from evidence about that memory alone.
+    """How well one memory answers a query, 0..1, from evidence about that memory alone:
+    close in meaning (cosine), or holding the query's rare words (``keyword_evidence``).
 
     Unlike the fused rank (z-scores over the candidates) it reads the same with one
-    candidate or a thousand, so a floor on it can say "nothing relevant". Either kind of
-    evidence suffices: close in meaning, or holding most of the query's rare words."""
+    candidate or a thousand, so a floor on it can say "nothing relevant"."""
     return max(0.0, min(1.0, max(cosine, coverage)))
+
+
+def keyword_evidence(memory: Memory, cosine: float, own: float, window: float) -> float:
+    """The share of the query's word weight a memory holds. Its thread neighbours' words
+    count only where a thread means something, memories of one event or conversation
+    (the same ``occurred_at``), and only for a memory at least loosely about the query:
+    notes typed in the same second say nothing about each other."""
+    if memory.occurred_at is None or cosine < NEIGHBOUR_GATE:
+        return own
+    return max(own, window)
 
 
 @dataclass
@@ -68,39 +79,8 @@ class Candidate:
     row: Any
     fused: float  # rank score: z-scores of both retrievers over the candidates, summed
     cosine: float
-    coverage: float
-
-    @property
-    def relevance(self) -> float:
-        return relevance(self.cosine, self.coverage)
-
-
-@dataclass
-class RememberResult:
-    memory: Memory
-    created: bool  # False: the exact same text was already stored
-
-
-@dataclass
-class ImportResult:
-    added: int = 0
-    skipped: int = 0
-
-
-@dataclass
-class NewMemory:
-    """What a caller supplies to remember one memory."""
-
-    text: str
-    kind: str = "note"
-    tags: list[str] = field(default_factory=list)
-    importance: float = 0.5
-    occurred_at: datetime | None = None
-    source: str = "cli"
-    source_ref: str | None = None
-    valid_from: datetime | None = None
-    derived_from: list[str] = field(default_factory=list)
-    tier: str | None = None  # None: where its kind starts (see lifecycle.initial_tier)
+    own: float  # share of the query's word weight in its own words
+    window: float  # ... in its own and its thread neighbours' words
 
 
 class MemoryEngine:
@@ -731,13 +711,13 @@ class MemoryEngine:
             vector = self.embedder.embed([index.strip_common(query)])
             blinded = codec.blind(vector)[0]
             ids, keyword_scores = index.scores(query)
-            coverage = index.coverage(query)[1]
+            coverage = index.coverage(query)[1:]
             total, want = len(index), max(CANDIDATES, limit * 3)
             period = query_period(query)
             while True:
-                ranked = [c for c in self._fuse(blinded, ids, keyword_scores, coverage, want)
-                          if c.relevance >= floor]
-                hits = self._first_hits(codec, ranked, keep, limit if period is None else want)
+                ranked = self._fuse(blinded, ids, keyword_scores, coverage, want)
+                hits = self._first_hits(codec, ranked, _Relevant(keep, floor),
+                                        limit if period is None else want)
                 if len(hits) >= limit or want >= total:
                     break
                 want *= 4
@@ -758,20 +738,20 @@ class MemoryEngine:
             hit.memory.last_access = now
 
     def _first_hits(self, codec: RecordCodec, ranked: list[Candidate],
-                    keep: Callable[[Memory], bool], limit: int) -> list[Hit]:
+                    keep: "_Relevant", limit: int) -> list[Hit]:
         """Open ranked rows in order until ``limit`` pass the filters (decrypt no more)."""
         hits: list[Hit] = []
         for candidate in ranked:
             for _row, memory in self._open_rows(codec, [candidate.row]):
-                if keep(memory):
-                    hits.append(Hit(memory, candidate.relevance, candidate.cosine,
-                                    candidate.coverage))
+                hit = keep(memory, candidate)
+                if hit is not None:
+                    hits.append(hit)
             if len(hits) >= limit:
                 break
         return hits
 
     def _fuse(self, query: np.ndarray, ids: list[str], keyword_scores: np.ndarray,
-              coverage: np.ndarray, want: int) -> list[Candidate]:
+              coverage: tuple[np.ndarray, np.ndarray], want: int) -> list[Candidate]:
         """Candidates from both retrievers, best first by fused rank."""
         rows = {row.id: row for row in self.store.query(query, min(want, len(ids)))}
         cosine = {i: 1.0 - row.distance for i, row in rows.items()}
@@ -785,8 +765,12 @@ class MemoryEngine:
         words = _zscore(np.array([keyword_scores[position[i]] if i in position else 0.0
                                   for i in order]))
         fused = dense + words
-        return [Candidate(rows[i], float(fused[n]), cosine[i],
-                          float(coverage[position[i]]) if i in position else 0.0)
+        own, window = coverage
+
+        def share(scores: np.ndarray, i: str) -> float:
+            return float(scores[position[i]]) if i in position else 0.0
+
+        return [Candidate(rows[i], float(fused[n]), cosine[i], share(own, i), share(window, i))
                 for n in np.argsort(-fused, kind="stable") for i in [order[n]]]
 
     def list(self, *, limit: int | None = None, where: Filter | None = None,
@@ -1052,6 +1036,21 @@ def _zscore(values: np.ndarray) -> np.ndarray:
 def _end_validity(memory: Memory) -> None:
     memory.status = "invalid"
     memory.valid_to = to_iso(now_utc())
+
+
+@dataclass(frozen=True)
+class _Relevant:
+    """A recall's test of an opened candidate: passes the filters and clears the floor."""
+
+    keep: Callable[[Memory], bool]
+    floor: float
+
+    def __call__(self, memory: Memory, candidate: Candidate) -> Hit | None:
+        words = keyword_evidence(memory, candidate.cosine, candidate.own, candidate.window)
+        score = relevance(candidate.cosine, words)
+        if score < self.floor or not self.keep(memory):
+            return None
+        return Hit(memory, score, candidate.cosine, words)
 
 
 @dataclass(frozen=True)

@@ -101,13 +101,15 @@ class KeywordIndex:
         compiled = self._compile()
         return compiled.ids, compiled.bm25(tokenize(query))
 
-    def coverage(self, query: str) -> tuple[list[str], np.ndarray]:
-        """For every memory, the share of the query's weight (IDF) its window contains, 0..1.
+    def coverage(self, query: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(ids, own, window): for every memory, the share of the query's weight (IDF)
+        found in its own words, and in its whole window (its thread neighbours' too), 0..1.
 
         Unlike BM25 this is absolute: it means the same in a store of 1 memory or 100k,
         and words no memory has (gibberish) weigh in the total, so they lower it."""
         compiled = self._compile()
-        return compiled.ids, compiled.coverage(tokenize(query))
+        own, window = compiled.coverage(tokenize(query))
+        return compiled.ids, own, window
 
     def positions(self) -> dict[str, int]:
         """Where each memory id sits in the arrays ``scores`` returns."""
@@ -180,6 +182,9 @@ class _Compiled:
         self.ptr = np.concatenate([[0], np.cumsum(np.bincount(pair_terms, minlength=width))])
         unique_own = np.unique(own_docs * width + own_terms)
         self.own_df = np.bincount(unique_own % width, minlength=width)
+        by_term = np.argsort(unique_own % width, kind="stable")  # own words' postings
+        self.own_docs = (unique_own // width)[by_term]
+        self.own_ptr = np.concatenate([[0], np.cumsum(self.own_df)])
 
     def share(self, token: str) -> float:
         index = self.vocab.get(token)
@@ -188,15 +193,21 @@ class _Compiled:
     def _idf(self, df: int) -> float:
         return math.log(1 + (self.n - df + 0.5) / (df + 0.5))
 
-    def coverage(self, query_tokens: list[str]) -> np.ndarray:
-        covered, total = np.zeros(self.n), 0.0
+    def coverage(self, query_tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(own, window): per memory, the IDF share of the query in its own words, and
+        in its whole window (own and neighbours')."""
+        own, window, total = np.zeros(self.n), np.zeros(self.n), 0.0
         for token in set(query_tokens):
             index = self.vocab.get(token)
-            start, end = (self.ptr[index], self.ptr[index + 1]) if index is not None else (0, 0)
+            if index is None:
+                total += self._idf(0)
+                continue
+            start, end = self.ptr[index], self.ptr[index + 1]
             idf = self._idf(int(end - start))
             total += idf
-            covered[self.post_docs[start:end]] += idf
-        return covered / total if total else covered
+            window[self.post_docs[start:end]] += idf
+            own[self.own_docs[self.own_ptr[index]:self.own_ptr[index + 1]]] += idf
+        return (own / total, window / total) if total else (own, window)
 
     def bm25(self, query_tokens: list[str]) -> np.ndarray:
         scores = np.zeros(self.n)
