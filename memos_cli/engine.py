@@ -83,6 +83,34 @@ class Candidate:
     window: float  # ... in its own and its thread neighbours' words
 
 
+@dataclass
+class RememberResult:
+    memory: Memory
+    created: bool  # False: the exact same text was already stored
+
+
+@dataclass
+class ImportResult:
+    added: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class NewMemory:
+    """What a caller supplies to remember one memory."""
+
+    text: str
+    kind: str = "note"
+    tags: list[str] = field(default_factory=list)
+    importance: float = 0.5
+    occurred_at: datetime | None = None
+    source: str = "cli"
+    source_ref: str | None = None
+    valid_from: datetime | None = None
+    derived_from: list[str] = field(default_factory=list)
+    tier: str | None = None  # None: where its kind starts (see lifecycle.initial_tier)
+
+
 class MemoryEngine:
     """One profile's memories, encrypted at rest, found by meaning."""
 
