@@ -105,7 +105,10 @@ class ChatSession:
         # Putting a memory into the prompt is not a use of it (it would count every
         # turn, and promote the chat's own transcripts): only an explicit /recall counts.
         with self.lock:
-            return self.engine.recall(query, 8, record_access=False)
+            # No relevance floor: the model weighs the memories, and spotting that a new
+            # message contradicts one needs the loosely related ones too. Putting them in
+            # a prompt is not a use of them (see usage.py).
+            return self.engine.recall(query, 8, record_access=False, floor=0.0)
 
     def _messages(self, user_text: str, stdin_text: str | None, budget: int) -> list[dict]:
         system = SYSTEM.format(today=now_utc().date().isoformat())

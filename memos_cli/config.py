@@ -79,6 +79,24 @@ def embedding_settings(paths: Paths, env: Mapping[str, str] | None = None) -> Em
     )
 
 
+# --- recall --------------------------------------------------------------------------------
+
+RECALL_FLOOR = 0.28  # keeps 96% of LoCoMo's evidence hits in the top 10 (docs/benchmarks.md)
+
+
+def recall_floor(paths: Paths, env: Mapping[str, str] | None = None) -> float:
+    """The relevance below which recall prints nothing: MEMOS_RECALL_FLOOR, then
+    ``[recall] floor``, then the default (see docs/benchmarks.md for how it was chosen)."""
+    env = os.environ if env is None else env
+    raw = env.get("MEMOS_RECALL_FLOOR")
+    if raw is None:
+        raw = read_config(paths).get("recall", {}).get("floor", RECALL_FLOOR)
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"the recall floor must be a number, not {raw!r}") from None
+
+
 # --- the chat model ----------------------------------------------------------------------
 
 PRESETS = {
@@ -148,6 +166,7 @@ SETTABLE = {
     "llm": {"preset": str, "base_url": str, "model": str, "timeout": float, "temperature": float},
     "embedding": {"model": str, "base_url": str, "timeout": float},
     "store": {"url": str, "ca": str},
+    "recall": {"floor": float},
 }
 SECRET_KEYS = {"llm.api_key", "embedding.api_key", "store.token"}  # in the vault, never the file
 
@@ -200,6 +219,59 @@ def write_config(paths: Paths, doc: dict[str, Any]) -> None:
     tables = {k: v for k, v in doc.items() if k != "version" and isinstance(v, dict)}
     text = tomli_w.dumps({"version": CONFIG_VERSION, **tables})
     write_atomic(paths.config_file, text.encode("utf-8"), mode=0o600)
+
+
+# --- what is in effect, and why (config show) ------------------------------------------------
+
+ENV_NAMES = {
+    "llm.preset": "MEMOS_LLM_PRESET", "llm.base_url": "MEMOS_LLM_BASE_URL",
+    "llm.model": "MEMOS_LLM_MODEL", "llm.timeout": "MEMOS_LLM_TIMEOUT",
+    "embedding.model": "MEMOS_EMBED_MODEL", "embedding.base_url": "MEMOS_EMBED_BASE_URL",
+    "store.url": "MEMOS_STORE", "store.ca": "MEMOS_STORE_CA", "recall.floor": "MEMOS_RECALL_FLOOR",
+    "llm.api_key": "MEMOS_LLM_API_KEY", "embedding.api_key": "MEMOS_EMBED_API_KEY",
+    "store.token": "MEMOS_STORE_TOKEN",
+}
+DEFAULTS = {"llm.timeout": 60.0, "llm.temperature": 0.3, "embedding.model": "local",
+            "embedding.timeout": 30.0, "recall.floor": RECALL_FLOOR}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    value: Any  # None: not set; a secret's value is never carried, only "(set)"
+    source: str  # "flag", "environment", "file", "vault" (secrets) or "default"
+
+
+def effective_settings(paths: Paths, flags: Mapping[str, Any] | None = None,
+                       env: Mapping[str, str] | None = None) -> list[Setting]:
+    """Every setting's value in effect and where it comes from, highest precedence first:
+    flag, environment, config file, default. Secrets are left to the caller (the vault)."""
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    doc = read_config(paths)
+    defaults = dict(DEFAULTS, **{f"lifecycle.{name}": value
+                                 for name, value in _lifecycle_defaults().items()})
+    settings = []
+    for section, table in dict(SETTABLE, lifecycle=_lifecycle_types()).items():
+        for key in table:
+            name, env_name = f"{section}.{key}", ENV_NAMES.get(f"{section}.{key}", "")
+            if name in flags:
+                settings.append(Setting(name, flags[name], "flag"))
+            elif env.get(env_name):
+                settings.append(Setting(name, env[env_name], "environment"))
+            elif key in doc.get(section, {}):
+                settings.append(Setting(name, doc[section][key], "file"))
+            else:
+                settings.append(Setting(name, defaults.get(name), "default"))
+    return settings
+
+
+def _lifecycle_defaults() -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from memos_cli.lifecycle import Rules
+
+    return asdict(Rules())
 
 
 @dataclass(frozen=True)

@@ -168,10 +168,12 @@ def _merge(engine: "MemoryEngine", codec: "RecordCodec", action: Action) -> None
     for memory_id in present[1:]:
         other = codec.open(rows[memory_id])
         survivor.history += [replace(v, source_id=v.source_id or other.id) for v in other.history]
+        added = [t for t in other.tags if t not in survivor.tags]
+        # Which tags came with it is kept, so forgetting it later takes them away again.
         survivor.history.append(Version(other.text, other.kind, list(other.tags),
                                         other.importance, other.updated_at, "merged",
-                                        source_id=other.id))
-        survivor.tags = survivor.tags + [t for t in other.tags if t not in survivor.tags]
+                                        source_id=other.id, added_tags=added))
+        survivor.tags = survivor.tags + added
         survivor.importance = max(survivor.importance, other.importance)
         survivor.access_count += other.access_count
         survivor.derived_from.append(other.id)

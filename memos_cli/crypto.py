@@ -84,6 +84,23 @@ def text_tag(key: bytes, text: str) -> str:
     return digest.hexdigest()[:32]
 
 
+VECTOR_PRINT = 16  # components of a vector sealed with its record, to detect a swap
+VECTOR_TOLERANCE = 1e-3  # Chroma hands vectors back re-normalised: equal to a few ulps only
+
+
+def vector_print(key: bytes, record_id: str, vector: np.ndarray) -> str:
+    """A sealed fingerprint of a stored (blinded) vector, bound to its record id."""
+    head = np.asarray(vector, dtype=np.float32)[:VECTOR_PRINT].tobytes()
+    return b64e(seal(key, head, "vector/" + record_id))
+
+
+def vector_matches(key: bytes, record_id: str, vector: np.ndarray, sealed: str) -> bool:
+    """Whether ``vector`` is (up to rounding) the one fingerprinted for ``record_id``."""
+    head = np.frombuffer(unseal(key, b64d(sealed), "vector/" + record_id), dtype=np.float32)
+    mine = np.asarray(vector, dtype=np.float32)[:VECTOR_PRINT]
+    return len(head) == len(mine) and bool(np.abs(head - mine).max() <= VECTOR_TOLERANCE)
+
+
 # --- key-encryption keys -----------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from memos_cli import crypto
 from memos_cli.atomic import write_atomic
 from memos_cli.audit import AuditLog, Event
-from memos_cli.config import EmbeddingSettings, embedding_settings, store_settings
+from memos_cli.config import EmbeddingSettings, embedding_settings, recall_floor, store_settings
 from memos_cli.errors import (IntegrityError, NotFoundError, StoreMismatchError, UsageError,
                               VersionError, WrongKeyError)
 from memos_cli.failpoint import failpoint
@@ -44,6 +44,7 @@ STORE_FORMAT = 1
 CANDIDATES = 50  # from each retriever, before fusion (more when filters drop many)
 Progress = Callable[[int, int], None]  # (done, total)
 MIN_PREFIX = 4
+NEIGHBOUR_GATE = 0.1  # least cosine for a memory to borrow its neighbours' words as evidence
 JOIN_HINT = (": run 'memos key export' on a machine that opens the store and "
              "'memos key import FILE' here")
 
@@ -51,8 +52,39 @@ JOIN_HINT = (": run 'memos key export' on a machine that opens the store and "
 @dataclass
 class Hit:
     memory: Memory
-    score: float  # fused relevance: meaning and keywords, higher is better (not a probability)
+    score: float  # relevance 0..1 on an absolute scale (see ``relevance``), not a rank
     similarity: float = 0.0  # cosine similarity of query and memory, -1..1
+    coverage: float = 0.0  # share of the query's word weight it holds (keyword_evidence), 0..1
+
+
+def relevance(cosine: float, coverage: float) -> float:
+    """How well one memory answers a query, 0..1, from evidence about that memory alone:
+    close in meaning (cosine), or holding the query's rare words (``keyword_evidence``).
+
+    Unlike the fused rank (z-scores over the candidates) it reads the same with one
+    candidate or a thousand, so a floor on it can say "nothing relevant"."""
+    return max(0.0, min(1.0, max(cosine, coverage)))
+
+
+def keyword_evidence(memory: Memory, cosine: float, own: float, window: float) -> float:
+    """The share of the query's word weight a memory holds. Its thread neighbours' words
+    count only where a thread means something, memories of one event or conversation
+    (the same ``occurred_at``), and only for a memory at least loosely about the query:
+    notes typed in the same second say nothing about each other."""
+    if memory.occurred_at is None or cosine < NEIGHBOUR_GATE:
+        return own
+    return max(own, window)
+
+
+@dataclass
+class Candidate:
+    """A row proposed by the retrievers, with its evidence, before it is decrypted."""
+
+    row: Any
+    fused: float  # rank score: z-scores of both retrievers over the candidates, summed
+    cosine: float
+    own: float  # share of the query's word weight in its own words
+    window: float  # ... in its own and its thread neighbours' words
 
 
 @dataclass
@@ -104,6 +136,7 @@ class MemoryEngine:
         where = store_settings(self.paths, store)
         remote = Remote(where.url, where.token, where.ca) if where.url else None
         self.store = ChromaStore(self.paths.chroma_dir, self.profile, remote)
+        self.recall_floor = recall_floor(self.paths)  # below it, a memory is not an answer
         self._embedder = embedder
         self._unlocked: Unlocked | None = None
         self._codec: RecordCodec | None = None
@@ -230,8 +263,13 @@ class MemoryEngine:
             self.store.create(self._store_meta(self._unlocked.current, self._embed_meta()))
         meta = self.store.meta()
         self._check_store(meta)
-        self._codec = RecordCodec(self._unlocked)
+        self._codec = self._new_codec(meta)
         return self._codec
+
+    def _new_codec(self, meta: dict[str, Any] | None = None) -> RecordCodec:
+        assert self._unlocked is not None
+        meta = self.store.meta() if meta is None else meta
+        return RecordCodec(self._unlocked, vector_tags=bool(meta.get("vector_tags")))
 
     def _load_store_token(self) -> None:
         """A server's token from the vault, unless the environment gave one (needs the key)."""
@@ -271,7 +309,7 @@ class MemoryEngine:
     def _store_meta(key: Any, embed: dict[str, Any]) -> dict[str, Any]:
         check = crypto.seal(key.key, b"memos-store", "check/" + key.key_id)
         return {"memos_format": STORE_FORMAT, "key_id": key.key_id,
-                "check": crypto.b64e(check), **embed}
+                "check": crypto.b64e(check), "vector_tags": 1, **embed}
 
     def _refresh_if_stale(self) -> None:
         """Notice writes by other engines or processes since we last looked.
@@ -508,11 +546,11 @@ class MemoryEngine:
         results: list[RememberResult] = []
         fresh: list[int] = []
         tags = [codec.text_tag(m.text) for m in memories]
-        stored = self._rows_by_tag(tags)
+        stored = self._rows_by_tag(codec, tags)
         seen: dict[str, int] = {}
         for n, (memory, tag) in enumerate(zip(memories, tags)):
             if tag in stored:
-                results.append(RememberResult(codec.open(stored[tag]), created=False))
+                results.append(RememberResult(stored[tag], created=False))
             elif tag in seen:
                 results.append(RememberResult(memories[seen[tag]], created=False))
             else:
@@ -524,15 +562,18 @@ class MemoryEngine:
             self._add_rows(codec, [memories[n] for n in fresh], vectors[fresh], action)
         return results
 
-    def _rows_by_tag(self, tags: Sequence[str]) -> dict[str, Any]:
-        """Stored rows whose keyed text hash is among ``tags`` (exact-duplicate lookup)."""
-        found: dict[str, Any] = {}
+    def _rows_by_tag(self, codec: RecordCodec, tags: Sequence[str]) -> dict[str, Memory]:
+        """Stored memories whose keyed text hash is among ``tags`` (exact-duplicate lookup).
+
+        Each is opened, which checks its hash against its text: a row carrying another
+        text's hash is reported damaged, and does not pass for a duplicate."""
+        found: dict[str, Memory] = {}
         unique = sorted(set(tags))
         for start in range(0, len(unique), 500):
             batch = unique[start:start + 500]
             where = {"h": batch[0]} if len(batch) == 1 else {"h": {"$in": batch}}
-            for row in self.store.find(where):
-                found[row.meta["h"]] = row
+            for row, memory in self._open_rows(codec, self.store.find(where), with_usage=False):
+                found[row.meta["h"]] = memory
         return found
 
     def _add_rows(self, codec: RecordCodec, memories: list[Memory], vectors: np.ndarray,
@@ -545,7 +586,8 @@ class MemoryEngine:
         # Everything the add changes is inside the journal: a failure anywhere (a full
         # disk) rolls all of it back, and once the journal is cleared nothing can fail.
         with self._journal(ids):
-            self.store.add(ids, codec.blind(vectors), [codec.seal(m) for m in memories])
+            blinded = codec.blind(vectors)
+            self.store.add(ids, blinded, [codec.seal(m, vector=v) for m, v in zip(memories, blinded)])
             index.add([_entry(m) for m in memories])
             self._save_keywords()
             meta = self.store.meta()  # counts toward consolidating by itself (a number only)
@@ -640,7 +682,8 @@ class MemoryEngine:
         memory.validate()
         blinded = codec.blind(vector) if vector is not None else None
         index = self._keyword_index()
-        self.store.update([memory.id], [codec.seal(memory)], blinded)
+        self.store.update([memory.id], [codec.seal(memory, vector=None if blinded is None
+                                                   else blinded[0])], blinded)
         if memory.text != before:
             index.replace(memory.id, tokenize(memory.text))
             self._save_keywords()
@@ -709,7 +752,10 @@ class MemoryEngine:
     def _strip_sources(self, codec: RecordCodec, memories: list[Memory], gone: set[str]) -> None:
         """Remove every trace of ``gone`` memories from ``memories`` (history, links)."""
         for memory in memories:
+            brought = {t for v in memory.history if v.source_id in gone for t in v.added_tags}
             memory.history = [v for v in memory.history if v.source_id not in gone]
+            still = {t for v in memory.history if v.source_id is not None for t in v.tags}
+            memory.tags = [t for t in memory.tags if t not in brought or t in still]
             memory.derived_from = [i for i in memory.derived_from if i not in gone]
         if memories:
             self.store.update([m.id for m in memories], [codec.seal(m) for m in memories])
@@ -746,7 +792,7 @@ class MemoryEngine:
             present = set(self._existing([m.id for m in memories]))
             todo = [m for m in memories if m.id not in present]
             tags = [codec.text_tag(m.text) for m in todo]
-            texts_seen = set(self._rows_by_tag(tags))
+            texts_seen = set(self._rows_by_tag(codec, tags))
             batch: list[Memory] = []
             for memory, tag in zip(todo, tags):
                 if tag not in texts_seen:
@@ -770,7 +816,8 @@ class MemoryEngine:
     # --- reading -------------------------------------------------------------------------
 
     def recall(self, query: str, limit: int = 10, *, where: Filter | None = None,
-               record_access: bool = True, **filters: Any) -> list[Hit]:
+               record_access: bool = True, floor: float | None = None,
+               **filters: Any) -> list[Hit]:
         """The memories that best answer ``query``, best first.
 
         Two retrievers each propose candidates: the vector index (meaning) and BM25
@@ -780,6 +827,7 @@ class MemoryEngine:
         if limit <= 0:
             raise UsageError("--limit must be at least 1")
         keep = where or Filter(**filters)
+        floor = self.recall_floor if floor is None else floor
         # Counting accesses changes metadata only: other processes need not reload.
         with self._session(write=False) as codec:
             if codec is None:
@@ -788,11 +836,13 @@ class MemoryEngine:
             vector = self.embedder.embed([index.strip_common(query)])
             blinded = codec.blind(vector)[0]
             ids, keyword_scores = index.scores(query)
+            coverage = index.coverage(query)[1:]
             total, want = len(index), max(CANDIDATES, limit * 3)
             period = query_period(query)
             while True:
-                ranked = self._fuse(blinded, ids, keyword_scores, want)
-                hits = self._first_hits(codec, ranked, keep, limit if period is None else want)
+                ranked = self._fuse(blinded, ids, keyword_scores, coverage, want)
+                hits = self._first_hits(codec, ranked, _Relevant(keep, floor),
+                                        limit if period is None else want)
                 if len(hits) >= limit or want >= total:
                     break
                 want *= 4
@@ -814,22 +864,22 @@ class MemoryEngine:
             hit.memory.access_count += 1
             hit.memory.last_access = now
 
-    def _first_hits(self, codec: RecordCodec, ranked: list[tuple[Any, float, float]],
-                    keep: "Filter", limit: int) -> list[Hit]:
+    def _first_hits(self, codec: RecordCodec, ranked: list[Candidate],
+                    keep: "_Relevant", limit: int) -> list[Hit]:
         """Open ranked rows in order until ``limit`` pass the filters (decrypt no more)."""
         hits: list[Hit] = []
-        for row, score, cosine in ranked:
-            for _row, memory in self._open_rows(codec, [row]):
-                shown = keep.shown(memory)
-                if shown is not None:
-                    hits.append(Hit(shown, score, cosine))
+        for candidate in ranked:
+            for _row, memory in self._open_rows(codec, [candidate.row]):
+                hit = keep(memory, candidate)
+                if hit is not None:
+                    hits.append(hit)
             if len(hits) >= limit:
                 break
         return hits
 
     def _fuse(self, query: np.ndarray, ids: list[str], keyword_scores: np.ndarray,
-              want: int) -> list[tuple[Any, float, float]]:
-        """Candidates from both retrievers as (row, fused score, cosine), best first."""
+              coverage: tuple[np.ndarray, np.ndarray], want: int) -> list[Candidate]:
+        """Candidates from both retrievers, best first by fused rank."""
         rows = {row.id: row for row in self.store.query(query, min(want, len(ids)))}
         cosine = {i: 1.0 - row.distance for i, row in rows.items()}
         position = self._keyword_index().positions()
@@ -842,8 +892,13 @@ class MemoryEngine:
         words = _zscore(np.array([keyword_scores[position[i]] if i in position else 0.0
                                   for i in order]))
         fused = dense + words
-        return [(rows[order[n]], float(fused[n]), cosine[order[n]])
-                for n in np.argsort(-fused, kind="stable")]
+        own, window = coverage
+
+        def share(scores: np.ndarray, i: str) -> float:
+            return float(scores[position[i]]) if i in position else 0.0
+
+        return [Candidate(rows[i], float(fused[n]), cosine[i], share(own, i), share(window, i))
+                for n in np.argsort(-fused, kind="stable") for i in [order[n]]]
 
     def list(self, *, limit: int | None = None, where: Filter | None = None,
              **filters: Any) -> list[Memory]:
@@ -872,6 +927,16 @@ class MemoryEngine:
                 raise NotFoundError(f"no memory matches {ref!r}")
             return self.usage.apply(self._keys(),
                                     codec.open(self.store.get([self._resolve(ref)])[0]))
+
+    def lookup(self, refs: Sequence[str]) -> tuple[list[Memory], list[str]]:
+        """The memories ``refs`` name, and the ids among them that are damaged (unreadable),
+        which can still be forgotten by id."""
+        with self._session(write=False) as codec:
+            if codec is None:
+                raise NotFoundError(f"no memory matches {refs[0]!r}")
+            ids = list(dict.fromkeys(self._resolve(ref) for ref in refs))
+            opened = {row.id: m for row, m in self._open_rows(codec, self.store.get(ids))}
+        return [opened[i] for i in ids if i in opened], [i for i in ids if i not in opened]
 
     def _resolve(self, ref: str) -> str:
         ref = ref.strip().lower()
@@ -934,7 +999,7 @@ class MemoryEngine:
             if not self.store.exists():
                 return 0
             self._check_store_key_only()
-            codec = RecordCodec(self._unlocked)
+            codec = self._new_codec()
             rows = list(self.store.scan())
             memories = [codec.open(row) for row in rows]
             vectors = self._embed_batched([m.text for m in memories], progress)
@@ -956,7 +1021,9 @@ class MemoryEngine:
         temp = self.store.sibling(self.profile + "-reindex")
         temp.drop()
         temp.create(self._store_meta(self._unlocked.current, self._embed_meta()))
-        temp.add([r.id for r in rows], codec.blind(vectors), [r.meta for r in rows])
+        blinded = codec.blind(vectors)
+        temp.add([r.id for r in rows], blinded,
+                 [codec.tag_vector(r.meta, r.id, v) for r, v in zip(rows, blinded)])
         self.store.drop()  # the old collection goes first: Chroma names are unique
         temp.collection.modify(name=self.store.collection_name)
         self.store.reset()
@@ -1016,14 +1083,15 @@ class MemoryEngine:
         old, new = self._unlocked.current, self._unlocked.next
         count = 0
         if self.store.exists():
-            codec = RecordCodec(self._unlocked)
+            codec = self._new_codec()
             rows = [r for r in self.store.scan(with_vectors=True) if r.meta.get("k") == old.key_id]
             for row in rows:
                 memory = codec.open(row)
                 # Undo the old rotation and apply the new one: no re-embedding needed.
                 vector = row.vector.astype(np.float32) @ old.rotation(len(row.vector))
-                self.store.update([row.id], [codec.seal(memory, key=new)],
-                                  crypto.blind(vector[None, :], new.rotation(len(row.vector))))
+                blinded = crypto.blind(vector[None, :], new.rotation(len(row.vector)))
+                self.store.update([row.id], [codec.seal(memory, key=new, vector=blinded[0])],
+                                  blinded)
                 count += 1
                 failpoint("rotate:row-done")
                 if progress:
@@ -1037,7 +1105,7 @@ class MemoryEngine:
         failpoint("rotate:before-finish")
         self._unlocked = self.keys.finish_rotation(self._unlocked)
         failpoint("rotate:finished")
-        self._codec = RecordCodec(self._unlocked)
+        self._codec = self._new_codec() if self.store.exists() else RecordCodec(self._unlocked)
         return count
 
     def _reseal_side_files(self, keys: Unlocked) -> None:
@@ -1124,6 +1192,20 @@ def _zscore(values: np.ndarray) -> np.ndarray:
 def _end_validity(memory: Memory) -> None:
     memory.status = "invalid"
     memory.valid_to = to_iso(now_utc())
+
+
+@dataclass(frozen=True)
+class _Relevant:
+    """A recall's test of an opened candidate: passes the filters and clears the floor."""
+
+    keep: "Filter"
+    floor: float
+
+    def __call__(self, memory: Memory, candidate: Candidate) -> Hit | None:
+        words = keyword_evidence(memory, candidate.cosine, candidate.own, candidate.window)
+        score = relevance(candidate.cosine, words)
+        shown = self.keep.shown(memory) if score >= self.floor else None
+        return None if shown is None else Hit(shown, score, candidate.cosine, words)
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,16 @@ class KeywordIndex:
         compiled = self._compile()
         return compiled.ids, compiled.bm25(tokenize(query))
 
+    def coverage(self, query: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(ids, own, window): for every memory, the share of the query's weight (IDF)
+        found in its own words, and in its whole window (its thread neighbours' too), 0..1.
+
+        Unlike BM25 this is absolute: it means the same in a store of 1 memory or 100k,
+        and words no memory has (gibberish) weigh in the total, so they lower it."""
+        compiled = self._compile()
+        own, window = compiled.coverage(tokenize(query))
+        return compiled.ids, own, window
+
     def positions(self) -> dict[str, int]:
         """Where each memory id sits in the arrays ``scores`` returns."""
         return self._compile().position
@@ -177,10 +187,32 @@ class _Compiled:
         self.ptr = np.concatenate([[0], np.cumsum(np.bincount(pair_terms, minlength=width))])
         unique_own = np.unique(own_docs * width + own_terms)
         self.own_df = np.bincount(unique_own % width, minlength=width)
+        by_term = np.argsort(unique_own % width, kind="stable")  # own words' postings
+        self.own_docs = (unique_own // width)[by_term]
+        self.own_ptr = np.concatenate([[0], np.cumsum(self.own_df)])
 
     def share(self, token: str) -> float:
         index = self.vocab.get(token)
         return 0.0 if index is None or not self.n else float(self.own_df[index]) / self.n
+
+    def _idf(self, df: int) -> float:
+        return math.log(1 + (self.n - df + 0.5) / (df + 0.5))
+
+    def coverage(self, query_tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(own, window): per memory, the IDF share of the query in its own words, and
+        in its whole window (own and neighbours')."""
+        own, window, total = np.zeros(self.n), np.zeros(self.n), 0.0
+        for token in set(query_tokens):
+            index = self.vocab.get(token)
+            if index is None:
+                total += self._idf(0)
+                continue
+            start, end = self.ptr[index], self.ptr[index + 1]
+            idf = self._idf(int(end - start))
+            total += idf
+            window[self.post_docs[start:end]] += idf
+            own[self.own_docs[self.own_ptr[index]:self.own_ptr[index + 1]]] += idf
+        return (own / total, window / total) if total else (own, window)
 
     def bm25(self, query_tokens: list[str]) -> np.ndarray:
         scores = np.zeros(self.n)
@@ -190,8 +222,7 @@ class _Compiled:
                 continue
             start, end = self.ptr[index], self.ptr[index + 1]
             docs, tf = self.post_docs[start:end], self.post_tf[start:end]
-            df = end - start
-            idf = math.log(1 + (self.n - df + 0.5) / (df + 0.5))
+            idf = self._idf(int(end - start))
             norm = K1 * (1 - B + B * self.lengths[docs] / self.avg)
             scores[docs] += idf * tf * (K1 + 1) / (tf + norm)
         return scores

@@ -8,12 +8,14 @@ counts) are here already, so adding that behaviour needs no migration.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Sequence
 
 from memos_cli.errors import BadInputError, UsageError, VersionError
+from memos_cli.timeparse import from_iso
 
 PAYLOAD_VERSION = 1
 KINDS = ("fact", "preference", "event", "instruction", "episode", "note")
@@ -36,6 +38,7 @@ class Version:
     updated_at: str
     reason: str = "update"
     source_id: str | None = None  # set when the text came from another memory (a merge)
+    added_tags: list[str] = field(default_factory=list)  # tags the merge brought along
 
 
 @dataclass
@@ -65,13 +68,14 @@ class Memory:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Memory":
-        """Build from a dict (stored payload or import line); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise BadInputError(f"unknown field(s): {', '.join(sorted(unknown))}")
-        values = dict(data)
-        values["history"] = [Version(**v) for v in values.get("history", [])]
+        """Build from a dict (stored payload or import line), checking every field's type
+        and range; unknown or missing keys and wrong types are ``BadInputError``s that
+        name the field, never Python's own errors."""
+        _check_keys(data, {f.name for f in fields(cls)}, REQUIRED)
+        history = data.get("history", [])
+        if not isinstance(history, list):
+            raise BadInputError("invalid history (a list of earlier versions)")
+        values = dict(data, history=[_version(v, n) for n, v in enumerate(history, 1)])
         memory = cls(**values)
         memory.validate()
         return memory
@@ -82,17 +86,87 @@ class Memory:
             (isinstance(self.id, str) and _ID_RE.match(self.id) is not None,
              "id (8-32 lower-case hex digits)"),
             (isinstance(self.text, str) and self.text.strip() != "", "text (empty)"),
-            (self.kind in KINDS, f"kind (one of {', '.join(KINDS)})"),
-            (isinstance(self.tags, list) and all(isinstance(t, str) for t in self.tags), "tags"),
-            (isinstance(self.importance, (int, float)) and 0 <= self.importance <= 1,
-             "importance (0..1)"),
-            (self.status in STATUSES, "status"),
-            (self.tier in TIERS, "tier"),
-            (self.source in SOURCES, "source"),
+            (_is_one_of(self.kind, KINDS), f"kind (one of {', '.join(KINDS)})"),
+            (_is_strings(self.tags), "tags (a list of strings)"),
+            (_is_number(self.importance) and 0 <= self.importance <= 1, "importance (0..1)"),
+            (_is_one_of(self.status, STATUSES), f"status (one of {', '.join(STATUSES)})"),
+            (_is_one_of(self.tier, TIERS), f"tier (one of {', '.join(TIERS)})"),
+            (_is_one_of(self.source, SOURCES), f"source (one of {', '.join(SOURCES)})"),
+            (self.source_ref is None or isinstance(self.source_ref, str), "source_ref (a string)"),
+            (_is_strings(self.derived_from) and all(_ID_RE.match(i) for i in self.derived_from),
+             "derived_from (a list of ids)"),
+            (isinstance(self.access_count, int) and not isinstance(self.access_count, bool)
+             and 0 <= self.access_count < 2**53, "access_count (a whole number >= 0)"),
+        ]
+        checks += [(_is_time(getattr(self, name)), f"{name} (an ISO 8601 time)")
+                   for name in ("created_at", "updated_at")]
+        checks += [(getattr(self, name) is None or _is_time(getattr(self, name)),
+                    f"{name} (an ISO 8601 time, or null)") for name in OPTIONAL_TIMES]
+        for ok, name in checks:
+            if not ok:
+                raise BadInputError(f"invalid {name}")
+
+
+REQUIRED = ("id", "text", "created_at", "updated_at")
+OPTIONAL_TIMES = ("occurred_at", "valid_from", "valid_to", "last_access")
+_VERSION_REQUIRED = ("text", "kind", "tags", "importance", "updated_at")
+
+
+def _check_keys(data: Any, known: set[str], required: Sequence[str]) -> None:
+    if not isinstance(data, dict):
+        raise BadInputError("expected a JSON object")
+    unknown = set(data) - known
+    if unknown:
+        raise BadInputError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise BadInputError(f"missing field(s): {', '.join(missing)}")
+
+
+def _version(data: Any, number: int) -> Version:
+    """One earlier version from its dict, checked like a memory's own fields."""
+    try:
+        _check_keys(data, {f.name for f in fields(Version)}, _VERSION_REQUIRED)
+        version = Version(**data)
+        checks = [
+            (isinstance(version.text, str), "text"), (_is_one_of(version.kind, KINDS), "kind"),
+            (_is_strings(version.tags), "tags"),
+            (_is_number(version.importance) and 0 <= version.importance <= 1, "importance"),
+            (_is_time(version.updated_at), "updated_at"),
+            (isinstance(version.reason, str), "reason"),
+            (version.source_id is None or (isinstance(version.source_id, str)
+                                           and _ID_RE.match(version.source_id) is not None),
+             "source_id"),
+            (_is_strings(version.added_tags), "added_tags"),
         ]
         for ok, name in checks:
             if not ok:
                 raise BadInputError(f"invalid {name}")
+    except BadInputError as exc:
+        raise BadInputError(f"history[{number}]: {exc}") from None
+    return version
+
+
+def _is_one_of(value: Any, allowed: Sequence[str]) -> bool:
+    return isinstance(value, str) and value in allowed
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_time(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        from_iso(value)
+    except (ValueError, OverflowError):
+        return False
+    return True
 
 
 CORRECTED = "corrected"  # the reason of a change that fixes a mistake, not a change in the world

@@ -186,9 +186,11 @@ class ChromaStore:
         if n <= 0:
             return []
         got = self.collection.query(query_embeddings=vector.reshape(1, -1), n_results=n,
-                                    include=["metadatas", "distances"])
-        return [Row(id=i, meta=m, distance=d) for i, m, d in
-                zip(got["ids"][0], got["metadatas"][0], got["distances"][0])]
+                                    include=["metadatas", "distances", "embeddings"])
+        # The vectors come back so each can be checked against its record (its tag).
+        return [Row(id=i, meta=m, vector=np.asarray(v), distance=d) for i, m, v, d in
+                zip(got["ids"][0], got["metadatas"][0], got["embeddings"][0],
+                    got["distances"][0])]
 
     # --- deletion that leaves nothing behind ---------------------------------------
 

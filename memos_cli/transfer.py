@@ -11,6 +11,7 @@ from typing import Any, Iterable, Sequence
 
 from memos_cli.errors import BadInputError, MemosError, VersionError
 from memos_cli.memory import Memory
+from memos_cli.timeparse import now_utc, to_iso
 
 EXPORT_VERSION = 1
 FORMATS = ("jsonl", "json", "markdown")
@@ -56,6 +57,7 @@ def parse_import(text: str) -> list[Memory]:
 
 def _parse_jsonl(lines: Iterable[str]) -> list[Memory]:
     memories: list[Memory] = []
+    now = to_iso(now_utc())
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -63,7 +65,7 @@ def _parse_jsonl(lines: Iterable[str]) -> list[Memory]:
         if "memos_export" in data:
             _check_version(data["memos_export"], f"line {number}")
             continue
-        memories.append(_memory(data, f"line {number}"))
+        memories.append(_memory(data, f"line {number}", now))
     _check_unique(memories)
     return memories
 
@@ -76,7 +78,8 @@ def _parse_json_document(text: str) -> list[Memory]:
     if not isinstance(doc, dict) or not isinstance(doc.get("memories"), list):
         raise BadInputError("not a memos export: expected an object with a 'memories' list")
     _check_version(doc.get("memos_export"), "the header")
-    memories = [_memory(item, f"memory #{n}") for n, item in enumerate(doc["memories"], 1)]
+    now = to_iso(now_utc())
+    memories = [_memory(item, f"memory #{n}", now) for n, item in enumerate(doc["memories"], 1)]
     _check_unique(memories)
     return memories
 
@@ -98,14 +101,15 @@ def _check_version(value: Any, where: str) -> None:
         raise VersionError(f"{where}: this export was written by a later memos; upgrade memos")
 
 
-def _memory(data: Any, where: str) -> Memory:
+def _memory(data: Any, where: str, now: str) -> Memory:
     if not isinstance(data, dict):
         raise BadInputError(f"{where}: expected a JSON object")
+    # A hand-written line may leave out its times: it is recorded as of the import.
+    data = {"created_at": now, **data}
+    data.setdefault("updated_at", data["created_at"])
     try:
         return Memory.from_dict(data)
     except MemosError as exc:
-        raise BadInputError(f"{where}: {exc}") from None
-    except (TypeError, ValueError) as exc:
         raise BadInputError(f"{where}: {exc}") from None
 
 

@@ -228,7 +228,7 @@ def test_api_key_lives_in_the_vault_not_in_any_file(cli, server, home, monkeypat
     assert cli("config", "set", "llm.preset", "ollama").code == 0
     assert cli("config", "set", "llm.nonsense", "1").code == 2
     shown = cli("config", "show").out
-    assert "llm.api_key\t(set, in the vault)" in shown and "sk-secret" not in shown
+    assert "llm.api_key\t(set)\tvault" in shown and "sk-secret" not in shown
     assert [p for p, data in all_bytes_under(home) if b"sk-secret-canary-123" in data] == []
     assert "temperature = 0.1" in (home / "config" / "config.toml").read_text()
     assert cli("ask", "hi", "--no-learn").code == 0  # env MEMOS_LLM_BASE_URL beats the preset

@@ -74,7 +74,7 @@ def test_chroma_metadata_holds_only_ciphertext_key_id_and_blind_hash(home):
     keys = {k for (k,) in db.execute("SELECT DISTINCT key FROM embedding_metadata")}
     documents = db.execute("SELECT COUNT(*) FROM embedding_fulltext_search").fetchone()[0]
     db.close()
-    assert keys == {"c", "k", "h"}
+    assert keys == {"c", "k", "h", "v"}  # v: the vector's sealed fingerprint (#10 item 16)
     assert documents == 0
 
 

@@ -57,3 +57,17 @@ def test_tables_on_a_terminal(cli_proc):
     assert child.exitstatus == 0
     assert "terminal table row" in screen
     assert "│" in screen and "\t" not in screen  # a rich table, not TSV
+
+
+def test_real_use_forget_query_lists_what_goes_before_asking(cli_proc):
+    cli_proc("remember", "--lines",
+             input="I prefer aisle seats on long flights\nThe wifi password is tulip-4471\n")
+    child = spawn("forget", "--query", "where do I like to sit on a plane")
+    child.expect("aisle seats on long flights")
+    child.expect(r"Forget 1 memory\(ies\) for good\? \[y/N\]")
+    assert "tulip" not in child.before
+    child.sendline("y")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert cli_proc("list").out.count("\n") == 1

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import typer
+from typer.core import TyperArgument, TyperOption
 from typer.exceptions import TyperException
 
 from memos_cli import __version__
@@ -30,6 +31,37 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+# Help reads like other Unix tools' (TEXT, INTEGER, QUERY), not Typer's <str>, <bool>, {query}.
+_TYPE_WORDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH",
+               "datetime": "DATE"}
+_typer_display_type = TyperOption.display_type
+
+
+def _plain_type(self: TyperOption, ctx: typer.Context) -> str | None:
+    if self.metavar is not None:
+        return self.metavar
+    if self.is_flag:
+        return None  # an on/off switch takes no value
+    raw = str(_typer_display_type(self, ctx)).strip("<>")
+    word = raw.split()[0].removeprefix("list[").rstrip("]") if raw else ""
+    return _TYPE_WORDS.get(word, word.upper() or None)
+
+
+def _argument_name(self: TyperArgument) -> str:
+    return self.display_name_raw.upper() + ("..." if self.nargs != 1 else "")
+
+
+def _argument_usage(self: TyperArgument) -> str:
+    name = _argument_name(self)
+    return name if self.required else f"[{name}]"
+
+
+TyperOption.display_type_rich = _plain_type  # type: ignore[method-assign]
+TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+TyperArgument._rich_display_name = _argument_name  # type: ignore[method-assign]
+TyperArgument._usage_display_name = _argument_usage  # type: ignore[method-assign]
 
 
 @dataclass
@@ -126,6 +158,11 @@ def _invoke(argv: list[str] | None) -> int:
         from typer.completion import completion_init
 
         completion_init()
+    bad = _non_utf8_argument(sys.argv[1:] if argv is None else argv)
+    if bad is not None:
+        print(f"memos: argument {bad} is not valid UTF-8 text", file=sys.stderr, flush=True)
+        return ExitCode.USAGE
+    _plain_help_off_terminal(app)
     command = typer.main.get_command(app)
     STATE.debug = os.environ.get("MEMOS_DEBUG") == "1"
     try:
@@ -158,9 +195,35 @@ def _invoke(argv: list[str] | None) -> int:
         # command), so remember and import failing means nothing was stored.
         return _fail(exc, f"memos: the disk is full ({exc.strerror}): free some space and "
                           "try again", ExitCode.ERROR)
+    except SystemExit as exc:
+        if isinstance(exc.__context__, BrokenPipeError):  # Typer's exit(1) for a closed pipe
+            _silence_stdout()
+            return ExitCode.OK
+        raise
     except Exception as exc:  # a bug: say so in one line, trace with --debug
         return _fail(exc, f"memos: unexpected error: {type(exc).__name__}: {exc}",
                      ExitCode.ERROR)
+
+
+def _non_utf8_argument(args: list[str]) -> int | None:
+    """The 1-based position of the first argument that is not UTF-8 (Python passes such
+    bytes on as lone surrogates, which fail far from here), or None."""
+    for number, arg in enumerate(args, start=1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return number
+    return None
+
+
+def _plain_help_off_terminal(typer_app: typer.Typer) -> None:
+    """Help as plain text (no boxes, no colour) when it goes to a pipe or a file."""
+    if sys.stdout.isatty():
+        return
+    typer_app.rich_markup_mode = None
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _plain_help_off_terminal(group.typer_instance)
 
 
 def _fail(exc: BaseException, message: str, code: int) -> int:

@@ -8,8 +8,8 @@ from typing import Iterator, Optional
 import typer
 
 from memos_cli.cli.app import app, engine
-from memos_cli.cli.output import (err, print_json, print_table, print_tsv, stdin_is_terminal,
-                                  stdout_is_terminal)
+from memos_cli.cli.output import (checked_utf8, err, print_json, print_table, print_tsv,
+                                  read_stdin, stdin_is_terminal, stdout_is_terminal)
 from memos_cli.errors import MemosError, ModelError, UsageError
 
 HELP = """/recall Q   search your memories       /remember TEXT  store a memory
@@ -64,7 +64,14 @@ def chat(
     base_url: Optional[str] = MODEL_FLAGS["base_url"],
     preset: Optional[str] = MODEL_FLAGS["preset"],
 ) -> None:
-    """Chat with a model that remembers you (slash commands: /help)."""
+    """Chat with a model that remembers you (slash commands: /help).
+
+    Examples:
+
+      memos chat --preset ollama --model llama3.2
+
+      printf 'what do I usually order?\n' | memos chat
+    """
     from memos_cli.chat import last_session
 
     eng, session = _new_session(no_learn, no_memory, offline, model, base_url, preset)
@@ -228,7 +235,7 @@ def _piped_lines() -> Iterator[str]:
     """Messages from a pipe: one per line; a line ending in a backslash continues."""
     pending = ""
     for raw in sys.stdin:
-        line = raw.rstrip("\n")
+        line = checked_utf8(raw, "stdin").rstrip("\n")
         if line.endswith("\\"):
             pending += line[:-1] + "\n"
             continue
@@ -279,8 +286,15 @@ def ask(
     base_url: Optional[str] = MODEL_FLAGS["base_url"],
     preset: Optional[str] = MODEL_FLAGS["preset"],
 ) -> None:
-    """Ask one question, for scripts: git diff | memos ask "review this"."""
-    stdin_text = None if stdin_is_terminal() else (sys.stdin.read() or None)
+    """Ask one question, for scripts: git diff | memos ask "review this".
+
+    Examples:
+
+      memos ask "what do I usually order at the Thai place?"
+
+      git diff | memos ask "review this change" --json
+    """
+    stdin_text = None if stdin_is_terminal() else (read_stdin() or None)
     _eng, session = _new_session(no_learn, no_memory, offline, model, base_url, preset)
     chunks = session.respond(question, stdin_text)
     if as_json or no_stream:
@@ -331,19 +345,35 @@ app.add_typer(config_app, name="config", rich_help_panel="Keys, backups and setu
 
 @config_app.command("show")
 def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """The settings in config.toml, and which secrets are set (never their values)."""
-    from memos_cli.config import SECRET_KEYS, read_config
+    """Every setting in effect, where it comes from (flag, environment, file, vault,
+    default) and the config file's path. Secrets show as set or not, never their value."""
+    import os
+
+    from memos_cli.cli.app import STATE
+    from memos_cli.config import ENV_NAMES, SECRET_KEYS, Setting, effective_settings
 
     eng = engine()
-    rows = [(f"{section}.{key}", value) for section, table in read_config(eng.paths).items()
-            if isinstance(table, dict) for key, value in table.items()]
-    rows += [(name, "(set, in the vault)") for name in sorted(SECRET_KEYS) if eng.secret(name)]
+    # Typer fills --store from MEMOS_STORE too: it is a flag only when they differ.
+    flag = STATE.store if STATE.store != os.environ.get("MEMOS_STORE") else None
+    settings = [Setting("profile", eng.profile,
+                        "flag" if STATE.profile and STATE.profile != os.environ.get("MEMOS_PROFILE")
+                        else "environment" if os.environ.get("MEMOS_PROFILE") else "default")]
+    settings += effective_settings(eng.paths, {"store.url": flag})
+    for name in sorted(SECRET_KEYS):
+        source = ("environment" if os.environ.get(ENV_NAMES[name])
+                  else "vault" if eng.secret(name) else "default")
+        settings.append(Setting(name, None if source == "default" else "(set)", source))
+    path = str(eng.paths.config_file)
     if as_json:
-        print_json(dict(rows))
-    elif stdout_is_terminal():
-        print_table(str(eng.paths.config_file), ["setting", "value"], rows)
+        print_json({"file": path, "file_exists": eng.paths.config_file.exists(),
+                    "settings": [vars(s) for s in settings]})
+        return
+    rows = [(s.name, s.value, s.source) for s in settings]
+    if stdout_is_terminal():
+        print_table(path, ["setting", "value", "from"], rows)
     else:
-        print_tsv(rows)
+        print_tsv([("file", path, "present" if eng.paths.config_file.exists() else "absent")]
+                  + rows)
 
 
 @config_app.command("set")
@@ -352,7 +382,7 @@ def config_set(key: str = typer.Argument(..., help="e.g. llm.model, llm.preset, 
     """Set a setting; an API key is sealed in the vault, never written to config.toml."""
     from memos_cli.config import SECRET_KEYS, set_value
 
-    value = sys.stdin.read().strip() if value == "-" else value
+    value = read_stdin().strip() if value == "-" else value
     eng = engine()
     if key in SECRET_KEYS:
         eng.set_secret(key, value)

@@ -9,14 +9,18 @@ import typer
 
 from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import (err, memory_json, print_json, print_memories, print_table,
-                                  print_tsv, progress, stdin_is_terminal, stdout_is_terminal)
-from memos_cli.errors import IntegrityError, UsageError, VersionError, WrongKeyError
+                                  print_tsv, progress, read_stdin, stdin_is_terminal,
+                                  stdout_is_terminal)
+from memos_cli.errors import IntegrityError, NotFoundError, UsageError, VersionError, WrongKeyError
 from memos_cli.memory import KINDS, SHORT_ID, TIERS, Memory
 from memos_cli.timeparse import parse_when
 
 JSON = typer.Option(False, "--json", help="Print JSON.")
 KIND_HELP = f"One of: {', '.join(KINDS)}."
 TIER_HELP = f"Only this tier: {', '.join(TIERS)}."
+SINCE = typer.Option(None, "--since", help="Only from this time on: ISO date or '3 days ago'.")
+UNTIL = typer.Option(None, "--until", help="Only up to this time.")
+CONFIRM_SHOWN = 20  # memories listed before a forget asks for confirmation
 
 
 def _when(value: Optional[str]):
@@ -28,7 +32,7 @@ def _read_text_arg(text: Optional[str]) -> str:
     if text is None or text == "-":
         if text is None and stdin_is_terminal():
             raise UsageError("give the text to remember, or pipe it on stdin")
-        return sys.stdin.read()
+        return read_stdin()
     return text
 
 
@@ -51,7 +55,14 @@ def remember(
     lines: bool = typer.Option(False, "--lines", help="One memory per non-empty line of input."),
     as_json: bool = JSON,
 ) -> None:
-    """Store a memory (encrypted). Prints its id."""
+    """Store a memory (encrypted). Prints its id.
+
+    Examples:
+
+      memos remember "I prefer aisle seats on long flights" --kind preference -t travel
+
+      cat notes.txt | memos remember --lines --tag notes
+    """
     from memos_cli.engine import NewMemory
 
     body = _read_text_arg(text)
@@ -83,22 +94,37 @@ def recall(
     limit: int = typer.Option(10, "--limit", "-n", min=1, help="How many results."),
     kind: Optional[str] = typer.Option(None, "--kind", "-k", help=KIND_HELP),
     tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Only memories with this tag."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only from this time on."),
-    until: Optional[str] = typer.Option(None, "--until", help="Only up to this time."),
+    since: Optional[str] = SINCE,
+    until: Optional[str] = UNTIL,
     at: Optional[str] = typer.Option(None, "--at", help="What was true then (ISO date, '3 days ago')."),
     tier: Optional[str] = typer.Option(None, "--tier", help=TIER_HELP),
+    floor: Optional[float] = typer.Option(
+        None, "--floor", min=0.0, max=1.0,
+        help="Least relevance (0..1) to print; default 0.28 (config: recall.floor)."),
     as_json: bool = JSON,
 ) -> None:
-    """Find memories by meaning, best first, each with a score."""
+    """Find memories by meaning, best first, each with a relevance score (0..1).
+
+    Only memories that clear the relevance floor are printed; when none does, nothing
+    is printed ('[]' with --json) and the exit code is 3.
+
+    Examples:
+
+      memos recall "where do I like to sit on a plane"
+
+      memos recall "dentist" --since "2 weeks ago" --json
+    """
     eng = engine()
     hits = eng.recall(query, limit, kind=kind, tag=tag, since=_when(since), until=_when(until),
-                      at=_when(at), tier=tier)
+                      at=_when(at), tier=tier, floor=floor)
     if as_json:
         print_json([dict(memory_json(h.memory, h.score), similarity=round(h.similarity, 4))
                     for h in hits])
     else:
         print_memories([h.memory for h in hits], [h.score for h in hits])
     _report_damage(eng)
+    if not hits:
+        raise NotFoundError("nothing relevant found")
 
 
 @app.command("list", rich_help_panel="Memories")
@@ -107,12 +133,15 @@ def list_(
     tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Only memories with this tag."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="At most this many."),
     tier: Optional[str] = typer.Option(None, "--tier", help=TIER_HELP),
+    since: Optional[str] = SINCE,
+    until: Optional[str] = UNTIL,
     all_: bool = typer.Option(False, "--all", help="Include memories no longer valid, and archived ones."),
     as_json: bool = JSON,
 ) -> None:
-    """List memories, newest first."""
+    """List memories, newest first (by when they happened, or were recorded)."""
     eng = engine()
-    memories = eng.list(kind=kind, tag=tag, tier=tier, limit=limit, include_inactive=all_)
+    memories = eng.list(kind=kind, tag=tag, tier=tier, limit=limit, include_inactive=all_,
+                        since=_when(since), until=_when(until))
     print_memories(memories, None, as_json)
     _report_damage(eng)
 
@@ -161,7 +190,7 @@ def update(
     """Change a memory; the previous version is kept in its history."""
     from memos_cli.memory import CORRECTED
 
-    new_text = sys.stdin.read() if text == "-" else text
+    new_text = read_stdin() if text == "-" else text
     if new_text is None and kind is None and tag is None and importance is None:
         raise UsageError("nothing to change: give new text or --kind/--tag/--importance")
     memory = engine().update(ref, new_text, kind=kind, tags=tag, importance=importance,
@@ -184,35 +213,49 @@ def forget(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed when not on a terminal)."),
     as_json: bool = JSON,
 ) -> None:
-    """Delete memories for good: no text, vector or old version stays on disk."""
+    """Delete memories for good: no text, vector or old version stays on disk.
+
+    With --query, only memories that clear recall's relevance floor go; on a terminal
+    they are listed before memos asks.
+
+    Examples:
+
+      memos forget 0ec0ca9f
+
+      memos forget --query "old wifi password" --dry-run
+    """
     chosen = sum(bool(x) for x in (refs, query, tag, before, all_))
     if chosen != 1:
         raise UsageError("say what to forget: IDs, or one of --query, --tag, --before, --all")
     eng = engine()
-    readable = _readable_or_none(eng) if all_ else None
     if all_:
-        targets = readable or []
+        readable = _readable_or_none(eng)
+        targets, damaged = readable or [], []
     else:
-        targets = _forget_targets(eng, refs, query, limit, tag, before)
-    if targets and not all_:
-        targets = _with_derived(eng, targets)
+        readable = None
+        targets, damaged = _forget_targets(eng, refs, query, limit, tag, before)
+        if targets:
+            targets = _with_derived(eng, targets)
+    for memory_id in damaged:
+        err(f"{memory_id[:SHORT_ID]} is damaged (it cannot be read): it goes too")
     what = ("every memory of a profile that cannot be opened" if all_ and readable is None
-            else f"{len(targets)} memory(ies)")
+            else f"{len(targets) + len(damaged)} memory(ies)")
     if dry_run:
         print_memories(targets, None, as_json, title="Would forget")
         err(f"dry run: {what} would be forgotten"
             + (", and the profile's keys destroyed" if all_ else ""))
         return
-    if not targets and not all_:
+    if not targets and not damaged and not all_:
         err("nothing matches: nothing forgotten")
         return
-    _confirm(what + (" and this profile's keys" if all_ else ""), yes)
-    count = eng.forget_all() if all_ else eng.forget([m.id for m in targets])
+    _confirm(what + (" and this profile's keys" if all_ else ""), targets, yes)
+    ids = [m.id for m in targets] + damaged
+    count = eng.forget_all() if all_ else eng.forget(ids)
     if as_json:
-        print_json({"forgotten": [m.id for m in targets], "count": count})
+        print_json({"forgotten": ids, "count": count})
     else:
-        for memory in targets:
-            print(memory.id)
+        for memory_id in ids:
+            print(memory_id)
     err(f"forgot {count} memory(ies)" + (" and destroyed the profile's keys" if all_ else ""))
 
 
@@ -238,23 +281,28 @@ def _readable_or_none(eng) -> list[Memory] | None:
         return None
 
 
-def _forget_targets(eng, refs, query, limit, tag, before) -> list[Memory]:
+def _forget_targets(eng, refs, query, limit, tag, before) -> tuple[list[Memory], list[str]]:
+    """What to forget: readable memories, and ids of damaged ones (only named by id)."""
     if refs:
-        return [eng.show(ref) for ref in refs]
-    if query:
-        return [h.memory for h in eng.recall(query, limit)]
+        return eng.lookup(refs)
+    if query:  # only what clears the relevance floor, as recall would print it
+        return [h.memory for h in eng.recall(query, limit, record_access=False)], []
     memories = eng.list(include_inactive=True)
     if tag:
-        return [m for m in memories if tag.strip().lower() in m.tags]
+        return [m for m in memories if tag.strip().lower() in m.tags], []
     cutoff = parse_when(before)
-    return [m for m in memories if parse_when(m.created_at) < cutoff]
+    return [m for m in memories if parse_when(m.created_at) < cutoff], []
 
 
-def _confirm(what: str, yes: bool) -> None:
+def _confirm(what: str, targets: list[Memory], yes: bool) -> None:
     if yes:
         return
     if not stdin_is_terminal():
         raise UsageError(f"refusing to forget {what} without --yes (not a terminal)")
+    for memory in targets[:CONFIRM_SHOWN]:  # say what goes before asking
+        err(f"  {memory.id[:SHORT_ID]}  {memory.kind}  {memory.text}")
+    if len(targets) > CONFIRM_SHOWN:
+        err(f"  ... and {len(targets) - CONFIRM_SHOWN} more (--dry-run lists them all)")
     if not typer.confirm(f"Forget {what} for good?", default=False, err=True):
         raise typer.Exit(1)
 

@@ -13,6 +13,7 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
+from memos_cli.errors import BadInputError
 from memos_cli.memory import SHORT_ID, Memory
 
 
@@ -22,6 +23,20 @@ def stdout_is_terminal() -> bool:
 
 def stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
+
+
+def read_stdin() -> str:
+    """All of stdin as text; bytes that are not UTF-8 are bad input (exit 8), never
+    a crash further on (Python hands them over as lone surrogates)."""
+    return checked_utf8(sys.stdin.read(), "stdin")
+
+
+def checked_utf8(text: str, where: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadInputError(f"{where} is not valid UTF-8 text (at character {exc.start + 1})") from None
+    return text
 
 
 def err(message: str) -> None:

@@ -10,7 +10,7 @@ import typer
 
 from memos_cli.atomic import write_atomic
 from memos_cli.cli.app import app, engine
-from memos_cli.cli.output import err, print_json, progress
+from memos_cli.cli.output import err, print_json, progress, read_stdin
 from memos_cli.errors import BadInputError
 
 
@@ -58,7 +58,7 @@ def import_(
 
 def _read_source(source: str) -> str:
     if source == "-":
-        return sys.stdin.read()
+        return read_stdin()
     try:
         return Path(source).read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
