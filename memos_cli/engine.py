@@ -841,15 +841,15 @@ class MemoryEngine:
             period = query_period(query)
             while True:
                 ranked = self._fuse(blinded, ids, keyword_scores, coverage, want)
-                hits = self._first_hits(codec, ranked, _Relevant(keep, floor),
-                                        limit if period is None else want)
+                relevant = _Relevant(keep, floor, period)
+                hits = self._first_hits(codec, ranked, relevant, limit if period is None else want)
                 if len(hits) >= limit or want >= total:
                     break
                 want *= 4
             if period is not None:
                 hits = _favour_period(hits, period)[:limit]
             elif _crowded_by_episodes(hits, query):
-                hits = _facts_first(self._first_hits(codec, ranked, keep, want))[:limit]
+                hits = _facts_first(self._first_hits(codec, ranked, relevant, want))[:limit]
             if record_access:
                 self._touch(hits)
             return hits
@@ -1151,12 +1151,13 @@ def _entry(memory: Memory) -> Entry:
 
 def _favour_period(hits: list[Hit], period: tuple[datetime, datetime]) -> list[Hit]:
     """A query that names a time ("last week", "in March") puts what happened then first."""
+    # stable: keeps the ranking within each
+    return sorted(hits, key=lambda h: not _happened_in(h.memory, period))
+
+
+def _happened_in(memory: Memory, period: tuple[datetime, datetime]) -> bool:
     start, end = period
-
-    def inside(hit: Hit) -> bool:
-        return start <= from_iso(hit.memory.occurred_at or hit.memory.created_at) < end
-
-    return sorted(hits, key=lambda h: not inside(h))  # stable: keeps the ranking within each
+    return start <= from_iso(memory.occurred_at or memory.created_at) < end
 
 
 # Words of a question about a conversation rather than about a fact.
@@ -1200,11 +1201,15 @@ class _Relevant:
 
     keep: "Filter"
     floor: float
+    period: tuple[datetime, datetime] | None = None  # a time the query names
 
     def __call__(self, memory: Memory, candidate: Candidate) -> Hit | None:
         words = keyword_evidence(memory, candidate.cosine, candidate.own, candidate.window)
         score = relevance(candidate.cosine, words)
-        shown = self.keep.shown(memory) if score >= self.floor else None
+        # Naming a time is evidence too: what happened then clears the floor.
+        relevant = score >= self.floor or (self.period is not None
+                                           and _happened_in(memory, self.period))
+        shown = self.keep.shown(memory) if relevant else None
         return None if shown is None else Hit(shown, score, candidate.cosine, words)
 
 

@@ -442,11 +442,17 @@ def test_real_use_store_leaves_os_environ_alone(engine_factory, monkeypatch):
 def test_real_use_config_value_outside_the_bmp_round_trips(cli, home):
     assert cli("config", "set", "llm.model", "x😀").code == 0
     shown = cli("config", "show", "--json")
-    assert shown.code == 0 and json.loads(shown.out)["llm.model"] == "x😀"
+    assert shown.code == 0 and _setting(shown.out, "llm.model") == ("x😀", "file")
     assert cli("remember", "hello").code == 0
     assert cli("list").code == 0
     assert cli("config", "unset", "llm.model").code == 0
-    assert "llm.model" not in json.loads(cli("config", "show", "--json").out)
+    assert _setting(cli("config", "show", "--json").out, "llm.model") == (None, "default")
+
+
+def _setting(shown: str, name: str) -> tuple:
+    """(value, source) of one setting in ``config show --json``."""
+    [setting] = [s for s in json.loads(shown)["settings"] if s["name"] == name]
+    return setting["value"], setting["source"]
 
 
 def test_real_use_config_written_by_the_old_writer_is_still_read(cli, home):
@@ -454,7 +460,7 @@ def test_real_use_config_written_by_the_old_writer_is_still_read(cli, home):
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text('version = 1\n\n[llm]\nmodel = "x\\ud83d\\ude00"\n')
     shown = cli("config", "show", "--json")
-    assert shown.code == 0 and json.loads(shown.out)["llm.model"] == "x😀"
+    assert shown.code == 0 and _setting(shown.out, "llm.model") == ("x😀", "file")
     assert cli("config", "unset", "llm.model").code == 0
 
 

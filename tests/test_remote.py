@@ -314,7 +314,7 @@ def test_tls_with_a_certificate_from_a_private_ca(cli, monkeypatch, tmp_path):
 
 def test_consolidate_says_clearly_it_needs_a_local_store(cli, remote):
     cli("remember", "I live in Leeds")
-    cli("remember", "I live in Leeds, UK")
+    cli("remember", "i live in Leeds.")  # the same fact said twice: a merge is planned
     result = cli("consolidate", "--yes")
     assert result.code == 2 and "local store" in result.err
     assert len(cli("list").out.splitlines()) == 2
