@@ -55,6 +55,20 @@ def test_attack_01_crashed_consolidation_then_any_locking_command_keeps_every_me
     assert cli("export").out.count('"id"') == before.count('"id"')
 
 
+def test_attack_05_restore_force_after_a_crashed_consolidation_restores_the_backup(
+        cli, crashed_consolidation, tmp_path):
+    _before, crash = crashed_consolidation
+    archive = tmp_path / "b.memos-backup"  # another profile's: another key, other memories
+    for text in ("my bike is blue", "the wifi router is in the attic"):
+        cli("--profile", "src", "remember", text)
+    assert cli("--profile", "src", "backup", str(archive)).code == 0
+    crash()
+    restored = cli("restore", "--force", str(archive))
+    assert restored.code == 0 and "restored 2" in restored.err, restored.err
+    assert _texts(cli) == ["my bike is blue", "the wifi router is in the attic"]
+    assert cli("recall", "bike").code == 0
+
+
 def test_attack_05_restore_into_a_new_profile_after_a_crashed_consolidation(
         cli, crashed_consolidation, tmp_path):
     _before, crash = crashed_consolidation
