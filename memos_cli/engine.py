@@ -210,6 +210,7 @@ class MemoryEngine:
         """
         if unlock and self._unlocked is None and self.keys.exists():
             self._unlocked = self.keys.unlock()  # may prompt: done before taking the lock
+        self.store.preload()  # importing Chroma takes a second: not while others wait
         with store_lock(self.paths.lock_file):
             self._refresh_if_stale()
             self._recover_consolidation()
@@ -238,6 +239,16 @@ class MemoryEngine:
         if check_store:
             self._refuse_foreign_store()
         return self.keys.create()
+
+    def _warm(self, dim: int) -> None:
+        """Unlock, and derive the vector rotation for ``dim``, before taking the lock:
+        a passphrase prompt and a QR decomposition are not for other processes to wait on."""
+        if self._unlocked is None and self.keys.exists():
+            self._unlocked = self.keys.unlock()
+        if self._unlocked is not None:
+            for key in (self._unlocked.current, self._unlocked.next):
+                if key is not None:
+                    key.rotation(dim)
 
     def _refuse_foreign_store(self) -> None:
         """A store with no key here is never opened or replaced by a new key: on a server it
@@ -537,6 +548,8 @@ class MemoryEngine:
         now = to_iso(now_utc())
         memories = [self._new_memory(item, now) for item in items]
         vectors = self.embedder.embed([m.text for m in memories]) if memories else None
+        if vectors is not None:
+            self._warm(vectors.shape[1])
         with self._session(write=True) as codec:
             assert codec is not None
             return self._insert(codec, memories, vectors)
@@ -787,19 +800,22 @@ class MemoryEngine:
         A memory whose id or exact text is already stored is skipped, so importing
         the same file twice adds nothing the second time.
         """
+        # Embedded before taking the lock, which others would otherwise wait minutes
+        # for: the ones found already stored are embedded too, for nothing.
+        vectors = self._embed_batched([m.text for m in memories], progress)
+        self._warm(vectors.shape[1])
         with self._session(write=True) as codec:
             assert codec is not None
             present = set(self._existing([m.id for m in memories]))
-            todo = [m for m in memories if m.id not in present]
-            tags = [codec.text_tag(m.text) for m in todo]
+            todo = [n for n, m in enumerate(memories) if m.id not in present]
+            tags = [codec.text_tag(memories[n].text) for n in todo]
             texts_seen = set(self._rows_by_tag(codec, tags))
-            batch: list[Memory] = []
-            for memory, tag in zip(todo, tags):
+            batch: list[int] = []
+            for n, tag in zip(todo, tags):
                 if tag not in texts_seen:
                     texts_seen.add(tag)
-                    batch.append(memory)
-            vectors = self._embed_batched([m.text for m in batch], progress)
-            self._add_rows(codec, batch, vectors, "imported")
+                    batch.append(n)
+            self._add_rows(codec, [memories[n] for n in batch], vectors[batch], "imported")
             return ImportResult(added=len(batch), skipped=len(memories) - len(batch))
 
     def _embed_batched(self, texts: list[str], progress: Progress | None,
@@ -828,12 +844,12 @@ class MemoryEngine:
             raise UsageError("--limit must be at least 1")
         keep = where or Filter(**filters)
         floor = self.recall_floor if floor is None else floor
+        vector = self._query_vector(query)
         # Counting accesses changes metadata only: other processes need not reload.
         with self._session(write=False) as codec:
             if codec is None:
                 return []
             index = self._keyword_index()
-            vector = self.embedder.embed([index.strip_common(query)])
             blinded = codec.blind(vector)[0]
             ids, keyword_scores = index.scores(query)
             coverage = index.coverage(query)[1:]
@@ -853,6 +869,21 @@ class MemoryEngine:
             if record_access:
                 self._touch(hits)
             return hits
+
+    def _query_vector(self, query: str) -> np.ndarray:
+        """The query's embedding, made before taking the lock (loading the model and
+        embedding are not for other processes to wait on). Words found in most memories
+        are left out (``KeywordIndex.strip_common``), as the saved keyword index says: it
+        is read without the lock, which is safe (it is replaced atomically), and one a
+        write or two old serves as well."""
+        index = self._keywords
+        if index is None and self.keys.exists():
+            self._unlocked = self._unlocked or self.keys.unlock()
+            index = KeywordIndex.load(self.paths.keyword_file(self.profile), self._index_key(),
+                                      self._index_context)
+        vector = self.embedder.embed([index.strip_common(query) if index else query])
+        self._warm(vector.shape[1])
+        return vector
 
     def _touch(self, hits: list[Hit]) -> None:
         """Count each recall of a memory: use is what promotes it to long-term."""

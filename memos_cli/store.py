@@ -59,6 +59,11 @@ class ChromaStore:
 
     # --- connection -------------------------------------------------------------
 
+    def preload(self) -> None:
+        """Import Chroma (a second or so) without connecting: callers do it before
+        taking the store lock."""
+        import chromadb  # noqa: F401
+
     def _connect(self) -> Any:
         if self._client is None:
             import chromadb

@@ -55,6 +55,20 @@ def test_attack_01_crashed_consolidation_then_any_locking_command_keeps_every_me
     assert cli("export").out.count('"id"') == before.count('"id"')
 
 
+def test_attack_05_restore_force_after_a_crashed_consolidation_restores_the_backup(
+        cli, crashed_consolidation, tmp_path):
+    _before, crash = crashed_consolidation
+    archive = tmp_path / "b.memos-backup"  # another profile's: another key, other memories
+    for text in ("my bike is blue", "the wifi router is in the attic"):
+        cli("--profile", "src", "remember", text)
+    assert cli("--profile", "src", "backup", str(archive)).code == 0
+    crash()
+    restored = cli("restore", "--force", str(archive))
+    assert restored.code == 0 and "restored 2" in restored.err, restored.err
+    assert _texts(cli) == ["my bike is blue", "the wifi router is in the attic"]
+    assert cli("recall", "bike").code == 0
+
+
 def test_attack_05_restore_into_a_new_profile_after_a_crashed_consolidation(
         cli, crashed_consolidation, tmp_path):
     _before, crash = crashed_consolidation
@@ -179,10 +193,7 @@ def test_attack_11_a_key_file_asking_for_huge_or_zero_kdf_costs_is_refused(cli, 
 
 def test_attack_19_backup_damage_is_5_a_wrong_passphrase_4_and_not_a_backup_8(
         cli, archive, monkeypatch, tmp_path):
-    import struct
-
     raw = archive.read_bytes()
-    (length,) = struct.unpack(">I", raw[8:12])
     salt = raw.index(b'"salt": "') + len(b'"salt": "')
     for offset in (0, 5, salt, salt + 3):  # the magic, then the KDF salt
         damaged = bytearray(raw)
@@ -217,7 +228,8 @@ def test_attack_20_forget_by_tag_killed_midway_still_records_forgotten(cli, home
     for text in TEXTS:
         assert cli("remember", text, "--tag", "home" if "Leeds" in text else "garden").code == 0
     killed = subprocess.run([sys.executable, "-c", KILLED_IN_FORGET, "forget", "--tag", "home",
-                             "--yes"], capture_output=True, text=True, env=dict(os.environ))
+                             "--yes"], check=False, capture_output=True, text=True,
+                            env=dict(os.environ))
     assert killed.returncode == 9, killed.stderr
     listed = cli("list")
     assert listed.code == 0 and "interrupted forget was finished" in listed.err
@@ -258,3 +270,96 @@ def test_attack_21_a_full_disk_fails_remember_only_if_nothing_was_stored(cli, mo
     assert cli("remember", "--lines", input="one\ntwo\nthree\n").code == 0
     assert sorted(_texts(cli)) == ["already there", "one", "three", "two"]
     assert [e["action"] for e in json.loads(cli("audit", "--json").out)] == ["remembered"] * 2
+
+
+def test_attack_08_a_busy_store_after_the_write_does_not_fail_remember(cli, home, monkeypatch):
+    """The check for background consolidation after a write took the lock a second time:
+    a store busy then made a command that had stored its memory exit 7."""
+    import memos_cli.engine as engine_module
+    from memos_cli.errors import BusyError
+
+    monkeypatch.delenv("MEMOS_NO_AUTO_CONSOLIDATE")
+    (home / "config").mkdir(parents=True, exist_ok=True)
+    (home / "config" / "config.toml").write_text("version = 1\n[lifecycle]\nauto_after = 1000\n")
+    real, taken = engine_module.store_lock, []
+
+    def busy_after_the_first(*args, **kwargs):  # another process grabs the lock meanwhile
+        taken.append(1)
+        if len(taken) > 1:
+            raise BusyError("the memory store is busy")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "store_lock", busy_after_the_first)
+    result = cli("remember", "stored while others wait")
+    assert result.code == 0, result.err
+    monkeypatch.setattr(engine_module, "store_lock", real)
+    assert _texts(cli) == ["stored while others wait"]
+
+
+def _concurrent_run(writers: int, each: int, readers: int) -> dict:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.concurrency import MEMOS, run
+
+    env = dict(os.environ)
+    subprocess.run([*MEMOS, "remember", "the store exists first"], env=env, check=True,
+                   capture_output=True)
+    return run(writers, each, readers, env)
+
+
+def test_attack_08_concurrent_writers_and_readers_all_succeed_and_store_once(home):
+    # Real processes, the default lock timeout: 4 writers x 5 memories, a recall loop.
+    result = _concurrent_run(writers=4, each=5, readers=1)
+    assert result["commands"]["remember"]["exit_codes"] == {"0": 20}, result
+    assert set(result["commands"]["recall"]["exit_codes"]) <= {"0"}, result
+    assert (result["stored_once"], result["missing"], result["duplicated"]) == (20, 0, 0)
+
+
+@pytest.mark.skipif(__import__("os").environ.get("MEMOS_FULL_CONCURRENCY") != "1",
+                    reason="opt-in (minutes): MEMOS_FULL_CONCURRENCY=1; or bench/concurrency.py")
+def test_attack_08_eight_writers_by_fifty_with_two_recall_loops(home, monkeypatch):
+    monkeypatch.delenv("MEMOS_NO_AUTO_CONSOLIDATE")  # default settings: it runs at 200
+    result = _concurrent_run(writers=8, each=50, readers=2)
+    assert result["commands"]["remember"]["exit_codes"] == {"0": 400}, result
+    assert set(result["commands"]["recall"]["exit_codes"]) <= {"0"}, result
+    assert (result["stored_once"], result["missing"], result["duplicated"]) == (400, 0, 0)
+
+
+def test_attack_08_nothing_is_embedded_while_the_store_lock_is_held(engine_factory):
+    """Others wait for the lock: the model's work is done before taking it."""
+    import fcntl
+    import os
+
+    from conftest import HashEmbedder
+
+    from memos_cli.engine import NewMemory
+
+    held: list[bool] = []
+
+    class Watching(HashEmbedder):
+        def embed(self, texts):
+            eng.paths.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(eng.paths.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.append(False)
+            except BlockingIOError:
+                held.append(True)
+            finally:
+                os.close(fd)  # (closing releases our probe's lock, not the engine's)
+            return super().embed(texts)
+
+    eng = engine_factory(embedder=Watching())
+    eng.remember(NewMemory("the spare key is under the blue pot"))
+    eng.remember_many([NewMemory("water the plants"), NewMemory("call the dentist")])
+    eng.recall("where is the spare key")
+    eng.update(eng.list()[0].id, "the spare key is with the neighbour")
+    exported = eng.list()
+    other = engine_factory("other", embedder=Watching())
+    other.import_memories(exported)
+    assert held and not any(held), held
+    assert len(other.list()) == 3
