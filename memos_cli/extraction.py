@@ -207,8 +207,9 @@ def learn(engine: MemoryEngine, complete: Callable[[list[dict[str, str]]], str],
     """The whole step: recall similar memories, ask, validate, apply. Never raises for
     a bad reply: it is skipped with a warning in ``Changes.notes``."""
     query = f"{exchange.user}\n{exchange.answer}"
-    # Transcripts are not facts to update: the model sees the memories that are.
-    similar = [h.memory for h in engine.recall(query, 16, record_access=False)
+    # Transcripts are not facts to update: the model sees the memories that are. No
+    # relevance floor: "I moved to York" must meet "The user lives in Leeds".
+    similar = [h.memory for h in engine.recall(query, 16, record_access=False, floor=0.0)
                if h.memory.kind != "episode"][:8]
     try:
         ops, aliases = extract(complete, exchange, similar, today)
