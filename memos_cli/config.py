@@ -130,7 +130,7 @@ def llm_settings(paths: Paths, flags: Mapping[str, Any] | None = None,
 
 # --- editing the file ------------------------------------------------------------------------
 
-SETTABLE = {
+SETTABLE: dict[str, dict[str, type]] = {
     "llm": {"preset": str, "base_url": str, "model": str, "timeout": float, "temperature": float},
     "embedding": {"model": str, "base_url": str, "timeout": float},
     "store": {"url": str, "ca": str},
@@ -229,7 +229,8 @@ def effective_settings(paths: Paths, flags: Mapping[str, Any] | None = None,
     defaults = dict(DEFAULTS, **{f"lifecycle.{name}": value
                                  for name, value in _lifecycle_defaults().items()})
     settings = []
-    for section, table in dict(SETTABLE, lifecycle=_lifecycle_types()).items():
+    tables: dict[str, dict[str, type]] = {**SETTABLE, "lifecycle": _lifecycle_types()}
+    for section, table in tables.items():
         for key in table:
             name, env_name = f"{section}.{key}", ENV_NAMES.get(f"{section}.{key}", "")
             if name in flags:
