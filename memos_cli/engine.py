@@ -896,7 +896,7 @@ class MemoryEngine:
             hit.memory.last_access = now
 
     def _first_hits(self, codec: RecordCodec, ranked: list[Candidate],
-                    keep: "_Relevant", limit: int) -> list[Hit]:
+                    keep: _Relevant, limit: int) -> list[Hit]:
         """Open ranked rows in order until ``limit`` pass the filters (decrypt no more)."""
         hits: list[Hit] = []
         for candidate in ranked:

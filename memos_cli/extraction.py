@@ -234,7 +234,7 @@ def learn(engine: MemoryEngine, complete: Callable[[list[dict[str, str]]], str],
     a bad reply: it is skipped with a warning in ``Changes.notes``."""
     query = f"{exchange.user}\n{exchange.answer}"
     # Transcripts are not facts to update: the model sees the memories that are. No
-    # relevance floor: a contradiction ("I moved to York") shares few words with its fact.
+    # relevance floor: "I moved to York" must meet "The user lives in Leeds".
     similar = [h.memory for h in engine.recall(query, 16, record_access=False, floor=0.0)
                if h.memory.kind != "episode"][:8]
     try:

@@ -207,10 +207,9 @@ class _Compiled:
             if index is None:
                 total += self._idf(0)
                 continue
-            start, end = self.ptr[index], self.ptr[index + 1]
-            idf = self._idf(int(end - start))
+            idf = self._idf(int(self.own_df[index]))  # rarity among memories themselves
             total += idf
-            window[self.post_docs[start:end]] += idf
+            window[self.post_docs[self.ptr[index]:self.ptr[index + 1]]] += idf
             own[self.own_docs[self.own_ptr[index]:self.own_ptr[index + 1]]] += idf
         return (own / total, window / total) if total else (own, window)
 

@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from typer.core import TyperArgument, TyperOption
@@ -39,7 +39,7 @@ _TYPE_WORDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH
 _typer_display_type = TyperOption.display_type
 
 
-def _plain_type(self: TyperOption, ctx: typer.Context) -> str | None:
+def _plain_type(self: TyperOption, ctx: Any) -> str | None:
     if self.metavar is not None:
         return self.metavar
     if self.is_flag:

@@ -100,7 +100,7 @@ def recall(
     tier: Optional[str] = typer.Option(None, "--tier", help=TIER_HELP),
     floor: Optional[float] = typer.Option(
         None, "--floor", min=0.0, max=1.0,
-        help="Least relevance (0..1) to print; default 0.28 (config: recall.floor)."),
+        help="Least relevance (0..1) to print; default 0.3 (config: recall.floor)."),
     as_json: bool = JSON,
 ) -> None:
     """Find memories by meaning, best first, each with a relevance score (0..1).
