@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -228,3 +231,52 @@ def test_mcp_source_needs_payload_and_export_version_2_and_nothing_else_does():
     both = export_text([plain, client], "jsonl")
     assert both.startswith('{"memos_export":2}')
     assert parse_import(both) == [plain, client]
+
+
+def test_mcp_over_http_needs_the_token_and_serves_the_sdk_client(monkeypatch):
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MEMOS_MCP_TOKEN", "t0ken-for-tests")
+    server = subprocess.Popen([sys.executable, "-m", "memos_cli", "mcp", "--http", str(port)],
+                              stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        _wait_for_port(port)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"{}", method="POST"))
+        assert refused.value.code == 401
+        rebound = urllib.request.Request(url, data=b"{}", method="POST", headers={
+            "Authorization": "Bearer t0ken-for-tests", "Host": "evil.example:80",
+            "Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+        with pytest.raises(urllib.error.HTTPError) as foreign:
+            urllib.request.urlopen(rebound)
+        assert foreign.value.code in (400, 403, 421)  # DNS rebinding: a foreign Host header
+
+        async def scenario() -> None:
+            headers = {"Authorization": "Bearer t0ken-for-tests"}
+            async with httpx2.AsyncClient(headers=headers) as http:
+                async with streamable_http_client(url, http_client=http) as streams:
+                    async with ClientSession(streams[0], streams[1], client_info=Implementation(
+                            name="http-client", version="1")) as s:
+                        await s.initialize()
+                        error, text = await call(s, "remember", text="Stored over HTTP")
+                        assert not error and "source: mcp (http-client)" in text
+
+        anyio.run(scenario)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def _wait_for_port(port: int) -> None:
+    for _attempt in range(600):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"memos mcp --http never listened on {port}")
