@@ -145,13 +145,20 @@ def test_mcp_forget_and_update_only_with_their_flags():
     assert any(e["cause"] == f"mcp: {CLIENT}" and e["action"] == "forgotten" for e in events)
 
 
-def test_mcp_read_only_offers_reading_tools_only():
+def test_mcp_read_only_offers_reading_tools_only_on_the_chosen_profile():
+    assert memos("--profile", "work", "remember", "Standup is at 9:30").returncode == 0
+
     async def scenario() -> None:
-        async with connect("--read-only") as s:
+        async with connect("--read-only", "--profile", "work") as s:
             names = {t.name for t in (await s.list_tools()).tools}
             assert names == {"recall", "list", "show"}
             error, _text = await call(s, "remember", text="I should not be stored")
             assert error
+            error, text = await call(s, "list")
+            assert not error and "Standup is at 9:30" in text
+        async with connect("--read-only") as s:
+            error, text = await call(s, "list")
+            assert not error and text == "No memories match."
 
     anyio.run(scenario)
 
