@@ -21,7 +21,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Sequence
+from typing import Annotated, Any, Callable, Literal, Sequence, get_args
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -29,17 +29,15 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from memos_cli import __version__
+from memos_cli.engine import Filter, Hit, MemoryEngine, NewMemory  # light: no Chroma, no model
 from memos_cli.errors import MemosError, UsageError
 from memos_cli.memory import CORRECTED, Memory
 from memos_cli.timeparse import parse_when
 
-if TYPE_CHECKING:
-    from memos_cli.engine import Hit, MemoryEngine
-
 SOURCE = "mcp"
-WRITABLE_KINDS = ("fact", "preference", "event", "episode", "note")  # never "instruction"
-Kind = Literal["fact", "preference", "event", "episode", "note"]
-AnyKind = Literal["fact", "preference", "event", "instruction", "episode", "note"]
+Kind = Literal["fact", "preference", "event", "episode", "note"]  # never "instruction"
+AnyKind = Literal["fact", "preference", "event", "instruction", "episode", "note"]  # memory.KINDS
+WRITABLE_KINDS: tuple[str, ...] = get_args(Kind)
 MAX_CLIENT_NAME = 64
 # Argument types: the tools' JSON schemas are made from these (names resolve at module level).
 Text = Annotated[str, Field(min_length=1, description="The memory, in plain words.")]
@@ -82,8 +80,6 @@ class MemoryTools:
 
     def remember(self, client: str, text: str, kind: str, tags: Sequence[str],
                  occurred_at: str | None) -> str:
-        from memos_cli.engine import NewMemory
-
         new = NewMemory(text, kind=_writable_kind(kind), tags=list(tags),
                         occurred_at=_when(occurred_at, "occurred_at"), source=SOURCE,
                         source_ref=client)
@@ -152,9 +148,7 @@ def _when(value: str | None, name: str) -> datetime | None:
 
 
 def _filter(*, kind: str | None, tag: str | None, since: str | None, until: str | None,
-            at: str | None = None) -> Any:
-    from memos_cli.engine import Filter
-
+            at: str | None = None) -> Filter:
     return Filter(kind=kind, tag=tag, since=_when(since, "since"), until=_when(until, "until"),
                   at=_when(at, "at"))
 

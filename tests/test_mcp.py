@@ -19,6 +19,8 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import Implementation
 
+from memos_cli.memory import KINDS
+
 CLIENT = "memos-test-client"
 
 
@@ -61,6 +63,8 @@ def test_mcp_tools_remember_recall_shell_writes_and_audit():
             assert tools["remember"].annotations.destructive_hint is False
             assert "instruction" not in tools["remember"].input_schema["properties"]["kind"]["enum"]
             assert tools["recall"].input_schema["required"] == ["query"]
+            kinds = tools["recall"].input_schema["properties"]["kind"]["anyOf"][0]["enum"]
+            assert tuple(kinds) == KINDS
 
             error, text = await call(s, "remember", text="My sister Ana lives in Porto",
                                      kind="fact", tags=["family"])
