@@ -37,7 +37,8 @@ def export(
 
 @app.command("import", rich_help_panel="Memories")
 def import_(
-    source: str = typer.Argument(..., help="An export file (jsonl or json), or '-' for stdin."),
+    source: str = typer.Argument(..., help="An export file (jsonl or json), or '-' for stdin; "
+                                           "with --from, that tool's file or folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     from_: Optional[str] = typer.Option(
         None, "--from", help="Import another tool's data instead: chatgpt or claude (the export "
