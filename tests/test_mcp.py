@@ -83,9 +83,13 @@ def test_mcp_tools_remember_recall_shell_writes_and_audit():
             error, text = await call(s, "show", memory_id=memory_id)
             assert not error and "My sister Ana lives in Porto" in text
 
+            # And the shell sees the client's write while the server still runs.
+            listed = memos("list", "--json")
+            assert listed.returncode == 0, listed.stderr
+            by_text.update({m["text"]: m for m in json.loads(listed.stdout)})
+
+    by_text: dict[str, dict] = {}
     anyio.run(scenario)
-    listed = memos("list", "--json")
-    by_text = {m["text"]: m for m in json.loads(listed.stdout)}
     written = by_text["My sister Ana lives in Porto"]
     assert (written["source"], written["source_ref"], written["kind"]) == ("mcp", CLIENT, "fact")
     events = json.loads(memos("audit", "--json").stdout)
