@@ -168,8 +168,7 @@ class ChatSession:
             text = ("(no model is configured: say \"remember that ...\" or tell me about "
                     "yourself to store something, or ask a question)")
         elif self.learn:
-            statement = re.sub(r"^\s*remember( that)?\s+", "", user_text, flags=re.I).strip()
-            kind = "fact" if _FIRST_PERSON.match(statement) else "note"
+            statement, kind = offline_memory(user_text) or (user_text, "note")
             with self.lock:
                 result = self.engine.remember(NewMemory(
                     statement, kind=kind, source="stdin" if piped else "chat",
@@ -189,6 +188,17 @@ def is_statement(text: str) -> bool:
     """Worth storing without a model: "remember that ...", or something said about oneself."""
     stripped = text.strip()
     return bool(re.match(r"(?i)^remember\b", stripped) or _FIRST_PERSON.match(stripped))
+
+
+def offline_memory(text: str) -> tuple[str, str] | None:
+    """What the offline rules store from something the user said: (text, kind), or None.
+
+    Used by chat without a model, and by imports of exported conversations.
+    """
+    if is_question(text) or not is_statement(text):
+        return None
+    statement = re.sub(r"^\s*remember( that)?\s+", "", text, flags=re.I).strip()
+    return statement, "fact" if _FIRST_PERSON.match(statement) else "note"
 
 
 def is_question(text: str) -> bool:

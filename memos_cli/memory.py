@@ -17,9 +17,13 @@ from typing import Any, Sequence
 from memos_cli.errors import BadInputError, UsageError, VersionError
 from memos_cli.timeparse import from_iso
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2
 KINDS = ("fact", "preference", "event", "instruction", "episode", "note")
-SOURCES = ("cli", "chat", "import", "stdin", "model", "consolidation")
+SOURCES = ("cli", "chat", "import", "stdin", "model", "consolidation", "mcp")
+# Sources an older memos does not know: a memory with one is written as payload
+# version 2 so that memos refuses it with "upgrade memos", not "invalid source".
+# Every other memory is still written as version 1, readable by any memos.
+SOURCES_SINCE = {"mcp": 2}
 STATUSES = ("active", "invalid", "archived")
 TIERS = ("working", "short", "long")
 ID_HEX = 16  # 64 random bits: collisions are not a concern at personal scale
@@ -218,13 +222,19 @@ def normalise_tags(tags: list[str] | None) -> list[str]:
     return out
 
 
+def needed_version(memory: Memory) -> int:
+    """The oldest payload (and export) version that can hold ``memory``."""
+    return SOURCES_SINCE.get(memory.source, 1)
+
+
 def payload_from_memory(memory: Memory) -> dict[str, Any]:
-    return {"v": PAYLOAD_VERSION, "m": memory.to_dict()}
+    return {"v": needed_version(memory), "m": memory.to_dict()}
 
 
 def memory_from_payload(payload: dict[str, Any]) -> Memory:
     version = int(payload.get("v", 0))
     if version > PAYLOAD_VERSION:
         raise VersionError("a memory was written by a later version of memos: upgrade memos")
-    # Version 1 is the first; a later schema adds its migration step here.
+    # Version 2 only added the source "mcp": a version 1 payload reads as it is.
+    # A later schema adds its migration step here.
     return Memory.from_dict(payload["m"])

@@ -10,21 +10,23 @@ import json
 from typing import Any, Iterable, Sequence
 
 from memos_cli.errors import BadInputError, MemosError, VersionError
-from memos_cli.memory import Memory
+from memos_cli.memory import Memory, needed_version
 from memos_cli.timeparse import now_utc, to_iso
 
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # the newest this memos reads; 2 added the source "mcp"
 FORMATS = ("jsonl", "json", "markdown")
 
 
 def export_text(memories: Sequence[Memory], fmt: str) -> str:
     """Render memories (already in a stable order) in one of ``FORMATS``."""
+    # The oldest version that holds every memory, so an older memos reads what it can.
+    version = max([1, *map(needed_version, memories)])
     if fmt == "jsonl":
-        lines = [json.dumps({"memos_export": EXPORT_VERSION}, separators=(",", ":"))]
+        lines = [json.dumps({"memos_export": version}, separators=(",", ":"))]
         lines += [json.dumps(m.to_dict(), ensure_ascii=False, sort_keys=True) for m in memories]
         return "\n".join(lines) + "\n"
     if fmt == "json":
-        doc = {"memos_export": EXPORT_VERSION, "memories": [m.to_dict() for m in memories]}
+        doc = {"memos_export": version, "memories": [m.to_dict() for m in memories]}
         return json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     if fmt == "markdown":
         return _markdown(memories)

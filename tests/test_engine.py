@@ -254,7 +254,7 @@ def test_newer_store_and_payload_and_export_formats_are_refused(engine_factory):
     with pytest.raises(VersionError):
         memory_from_payload({"v": 99, "m": {}})
     with pytest.raises(VersionError, match="later memos"):
-        parse_import('{"memos_export": 2}\n')
+        parse_import('{"memos_export": 3}\n')
 
 
 def test_invalidate_keeps_the_memory_but_recall_skips_it(engine_factory):

@@ -135,6 +135,7 @@ def _register_commands() -> None:
     from memos_cli.cli import memory_cmds, transfer_cmds  # noqa: F401, I001
     from memos_cli.cli import chat_cmds, lifecycle_cmds  # noqa: F401
     from memos_cli.cli import key_cmds, backup_cmds, completion_cmds  # noqa: F401
+    from memos_cli.cli import mcp_cmds  # noqa: F401
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ import typer
 from memos_cli.atomic import write_atomic
 from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import err, print_json, progress, read_stdin
-from memos_cli.errors import BadInputError
+from memos_cli.errors import BadInputError, UsageError
 
 
 @app.command(rich_help_panel="Memories")
@@ -37,10 +37,22 @@ def export(
 
 @app.command("import", rich_help_panel="Memories")
 def import_(
-    source: str = typer.Argument(..., help="An export file (jsonl or json), or '-' for stdin."),
+    source: str = typer.Argument(..., help="An export file (jsonl or json), or '-' for stdin; "
+                                           "with --from, that tool's file or folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    from_: Optional[str] = typer.Option(
+        None, "--from", help="Import another tool's data instead: chatgpt or claude (the export "
+                             ".zip or its conversations.json), markdown (a folder of notes)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="With --from: count, store nothing."),
 ) -> None:
-    """Import a memos export: all or nothing; memories already present are skipped."""
+    """Import a memos export (all or nothing), or with --from a ChatGPT or Claude export or
+    Markdown notes. Memories already present are skipped: importing twice adds nothing."""
+    if dry_run and from_ is None:
+        raise UsageError("--dry-run goes with --from")
+    if from_ is not None:
+        from memos_cli.cli.import_from import import_from
+
+        return import_from(from_, Path(source), dry_run, as_json)
     from memos_cli.transfer import parse_import
 
     memories = parse_import(_read_source(source))
