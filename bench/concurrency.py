@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._report import machine, percentiles_ms, table, temporary_home  # noqa: E402
+from bench._report import machine, percentiles_ms, table, temporary_home
 
 MEMOS = [sys.executable, "-m", "memos_cli"]
 

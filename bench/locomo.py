@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._report import machine, percentiles_ms, table, temporary_home  # noqa: E402
-from memos_cli.embedding import LocalMiniLM  # noqa: E402
-from memos_cli.engine import MemoryEngine, NewMemory  # noqa: E402
-from memos_cli.keyword import K1, B, tokenize  # noqa: E402
+from bench._report import machine, percentiles_ms, table, temporary_home
+from memos_cli.embedding import LocalMiniLM
+from memos_cli.engine import MemoryEngine, NewMemory
+from memos_cli.keyword import K1, B, tokenize
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo" / "locomo-dev.json"
 KS = (5, 10, 20, 50)

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._report import machine, table  # noqa: E402
-from memos_cli.embedding import LocalMiniLM  # noqa: E402
-from memos_cli.sameness import anchors, same_statement  # noqa: E402
+from bench._report import machine, table
+from memos_cli.embedding import LocalMiniLM
+from memos_cli.sameness import anchors, same_statement
 
 PAIRS_FILE = Path(__file__).resolve().parent.parent / "tests" / "data" / "same_fact_pairs.tsv"
 OLD_THRESHOLD = 0.92

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._report import machine, percentiles_ms, table, temporary_home  # noqa: E402
-from memos_cli.memory import Memory, new_id  # noqa: E402
+from bench._report import machine, percentiles_ms, table, temporary_home
+from memos_cli.memory import Memory, new_id
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -171,7 +171,9 @@ def derive_kek(passphrase: str, params: KdfParams) -> bytes:
     if params.name == "argon2id":
         from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-        return Argon2id(salt=params.salt, length=KEY_BYTES, **params.cost).derive(secret)
+        cost = params.cost
+        return Argon2id(salt=params.salt, length=KEY_BYTES, iterations=cost["iterations"],
+                        lanes=cost["lanes"], memory_cost=cost["memory_cost"]).derive(secret)
     if params.name == "scrypt":
         from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 

@@ -9,6 +9,7 @@ process leaves the store as it was before, never half-written.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -879,7 +880,7 @@ class MemoryEngine:
         index = self._keywords
         if index is None and self.keys.exists():
             self._unlocked = self._unlocked or self.keys.unlock()
-            index = KeywordIndex.load(self.paths.keyword_file(self.profile), self._index_key(),
+            index = KeywordIndex.load(self.paths.keyword_file(self.profile), self._keys(),
                                       self._index_context)
         vector = self.embedder.embed([index.strip_common(query) if index else query])
         self._warm(vector.shape[1])
@@ -912,11 +913,12 @@ class MemoryEngine:
               coverage: tuple[np.ndarray, np.ndarray], want: int) -> list[Candidate]:
         """Candidates from both retrievers, best first by fused rank."""
         rows = {row.id: row for row in self.store.query(query, min(want, len(ids)))}
-        cosine = {i: 1.0 - row.distance for i, row in rows.items()}
+        cosine = {i: 1.0 - float(row.distance or 0.0) for i, row in rows.items()}  # query rows
         position = self._keyword_index().positions()
         top_words = [ids[n] for n in _top(keyword_scores, want) if keyword_scores[n] > 0]
         for row in self.store.get([i for i in top_words if i not in rows], with_vectors=True):
             rows[row.id] = row
+            assert row.vector is not None  # asked for with_vectors
             cosine[row.id] = float(np.dot(row.vector, query))  # rotation keeps dot products
         order = list(rows)
         dense = _zscore(np.array([cosine[i] for i in order]))
@@ -939,7 +941,7 @@ class MemoryEngine:
                     if shown is not None]
         return memories[:limit] if limit else memories
 
-    def all_memories(self) -> list[Memory]:
+    def all_memories(self) -> builtins.list[Memory]:
         """Every memory that opens, oldest first; damaged ones are noted in ``damaged``.
 
         Memories made in the same second keep the order they were stored in
@@ -959,7 +961,7 @@ class MemoryEngine:
             return self.usage.apply(self._keys(),
                                     codec.open(self.store.get([self._resolve(ref)])[0]))
 
-    def lookup(self, refs: Sequence[str]) -> tuple[list[Memory], list[str]]:
+    def lookup(self, refs: Sequence[str]) -> tuple[builtins.list[Memory], builtins.list[str]]:
         """The memories ``refs`` name, and the ids among them that are damaged (unreadable),
         which can still be forgotten by id."""
         with self._session(write=False) as codec:
@@ -1047,7 +1049,7 @@ class MemoryEngine:
         self._check_store(meta)
         meta["embed_model"] = saved
 
-    def _swap_in(self, codec: RecordCodec, rows: list[Any], vectors: np.ndarray) -> None:
+    def _swap_in(self, codec: RecordCodec, rows: builtins.list[Any], vectors: np.ndarray) -> None:
         assert self._unlocked is not None
         temp = self.store.sibling(self.profile + "-reindex")
         temp.drop()
@@ -1118,6 +1120,7 @@ class MemoryEngine:
             rows = [r for r in self.store.scan(with_vectors=True) if r.meta.get("k") == old.key_id]
             for row in rows:
                 memory = codec.open(row)
+                assert row.vector is not None  # scanned with vectors
                 # Undo the old rotation and apply the new one: no re-embedding needed.
                 vector = row.vector.astype(np.float32) @ old.rotation(len(row.vector))
                 blinded = crypto.blind(vector[None, :], new.rotation(len(row.vector)))

@@ -37,7 +37,8 @@ Existing related memories, by alias:
 {memories}
 Reply with JSON only: {{"operations": [ ... ]}}, each operation one of
   {{"op": "ADD", "text": "...", "kind": "fact|preference|event|note", "occurred_at": "YYYY-MM-DD or null"}}
-  {{"op": "UPDATE", "target": "M1", "text": "...", "changed": true}}  (changed: the fact itself changed, e.g. a new address; false: a rewording or detail)
+  {{"op": "UPDATE", "target": "M1", "text": "...", "changed": true}}
+      (changed: the fact itself changed, e.g. a new address; false: a rewording or detail)
   {{"op": "DELETE", "target": "M2"}}  (the user said it is no longer true)
   {{"op": "NONE"}}
 Rules: one self-contained sentence per memory, in the third person ("The user ...").

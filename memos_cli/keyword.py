@@ -160,7 +160,7 @@ class KeywordIndex:
             return None  # damaged: it is only a cache
         if int(doc.get("v", 0)) > INDEX_VERSION:
             raise VersionError("the keyword index was written by a later memos: upgrade memos")
-        return cls(Entry(i, t, toks.split()) for i, t, toks in doc["entries"])
+        return cls([Entry(i, t, toks.split()) for i, t, toks in doc["entries"]])
 
 
 class _Compiled:

@@ -61,7 +61,7 @@ class FakeChroma:
 
 def _handler(fake: FakeChroma) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the http.server protocol)
+        def do_GET(self) -> None:
             status, body = fake.answer(self.path.split("?")[0],
                                        {k.lower(): v for k, v in self.headers.items()})
             data = json.dumps(body).encode()

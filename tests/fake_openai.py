@@ -60,7 +60,7 @@ def _handler(fake: FakeOpenAI) -> type:
         def log_message(self, *args: Any) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             if self.path.rstrip("/").endswith("/models"):
                 self._json(200, {"object": "list", "data": [
                     {"id": name, "object": "model", "created": 0, "owned_by": "test"}
@@ -68,7 +68,7 @@ def _handler(fake: FakeOpenAI) -> type:
             else:
                 self._json(404, {"error": {"message": "not found"}})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             fake.requests.append(body)
             if fake.failures and self._fail(fake.failures.pop(0)):

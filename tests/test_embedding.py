@@ -75,7 +75,7 @@ class EmbeddingsServer(BaseHTTPRequestHandler):
 
     requests: list = []
 
-    def do_POST(self):  # noqa: N802 - the stdlib's name
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         EmbeddingsServer.requests.append(body)
         if self.headers.get("Authorization") != "Bearer good-key":

@@ -132,7 +132,7 @@ def _command_path() -> str:
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to ``app``.
     # The order here is the order of --help's panels.
-    from memos_cli.cli import memory_cmds, transfer_cmds  # noqa: F401, I001
+    from memos_cli.cli import memory_cmds, transfer_cmds  # noqa: F401
     from memos_cli.cli import chat_cmds, lifecycle_cmds  # noqa: F401
     from memos_cli.cli import key_cmds, backup_cmds, completion_cmds  # noqa: F401
     from memos_cli.cli import mcp_cmds  # noqa: F401

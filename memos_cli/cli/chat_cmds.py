@@ -262,7 +262,8 @@ def _terminal_lines() -> Iterator[str]:
     def _submit(event):
         event.current_buffer.validate_and_handle()
 
-    prompt = PromptSession(history=InMemoryHistory(), multiline=True, key_bindings=keys)
+    prompt: PromptSession[str] = PromptSession(history=InMemoryHistory(), multiline=True,
+                                               key_bindings=keys)
     err("memos chat: /help for commands, Ctrl-D to leave")
     while True:
         try:

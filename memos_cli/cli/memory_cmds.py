@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import List, Optional
 
 import typer
@@ -230,7 +229,7 @@ def forget(
     eng = engine()
     if all_:
         readable = _readable_or_none(eng)
-        targets, damaged = readable or [], []
+        targets, damaged = readable or [], list[str]()
     else:
         readable = None
         targets, damaged = _forget_targets(eng, refs, query, limit, tag, before)

@@ -106,17 +106,18 @@ def print_memories(memories: Sequence[Memory], scores: Sequence[float] | None = 
                    as_json: bool = False, title: str | None = None) -> None:
     """The one way memories are listed: JSON array, rich table, or TSV lines."""
     scored = scores is not None
+    lead: list[list[Any]] = [[s] for s in scores] if scores is not None else [[]] * len(memories)
     if as_json:
-        print_json([memory_json(m, scores[n] if scored else None) for n, m in enumerate(memories)])
+        print_json([memory_json(m, scores[n] if scores is not None else None)
+                    for n, m in enumerate(memories)])
         return
     if stdout_is_terminal():
         columns = (["score"] if scored else []) + ["id", "kind", "created", "tags", "text"]
-        rows = [([scores[n]] if scored else []) +
-                [m.id[:SHORT_ID], m.kind, m.created_at[:10], m.tags, m.text]
+        rows = [lead[n] + [m.id[:SHORT_ID], m.kind, m.created_at[:10], m.tags, m.text]
                 for n, m in enumerate(memories)]
         print_table(title, columns, rows)
         return
-    print_tsv([([scores[n]] if scored else []) + [m.id, m.kind, m.created_at, m.tags, m.text]
+    print_tsv([lead[n] + [m.id, m.kind, m.created_at, m.tags, m.text]
                for n, m in enumerate(memories)])
 
 
