@@ -28,7 +28,8 @@ from memos_cli.config import EmbeddingSettings, embedding_settings, recall_floor
 from memos_cli.errors import (IntegrityError, NotFoundError, StoreMismatchError, UsageError,
                               VersionError, WrongKeyError)
 from memos_cli.failpoint import failpoint
-from memos_cli.keys import DataKey, KeyStore, PassphraseSource, Unlocked, env_passphrase
+from memos_cli.keys import DataKey, KeyStore, PassphraseSource, Unlocked
+from memos_cli.passphrase import profile_passphrase
 from memos_cli.keyword import Entry, KeywordIndex, tokenize
 from memos_cli.lock import store_lock
 from memos_cli.lifecycle import initial_tier
@@ -120,7 +121,7 @@ class MemoryEngine:
     """One profile's memories, encrypted at rest, found by meaning."""
 
     def __init__(self, profile: str | None = None, *, paths: Paths | None = None,
-                 embedder: Any = None, passphrase: PassphraseSource = env_passphrase,
+                 embedder: Any = None, passphrase: PassphraseSource = profile_passphrase,
                  new_passphrase: PassphraseSource | None = None,
                  use_keyring: bool | None = None,
                  notice: Callable[[str], None] | None = None,

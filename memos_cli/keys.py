@@ -23,6 +23,7 @@ from memos_cli.atomic import write_atomic
 from memos_cli.errors import (BadInputError, IntegrityError, UsageError, VersionError,
                               WrongKeyError)
 from memos_cli.failpoint import failpoint
+from memos_cli.passphrase import given, profile_passphrase
 from memos_cli.paths import Paths, ensure_private_dir
 from memos_cli.timeparse import now_utc, to_iso
 
@@ -63,16 +64,13 @@ class Unlocked:
         return None
 
 
-def env_passphrase(_prompt: str) -> str | None:
-    """The library's default passphrase source: ``MEMOS_PASSPHRASE`` or nothing."""
-    return os.environ.get("MEMOS_PASSPHRASE") or None
 
 
 class KeyStore:
     """Creates, unlocks, re-wraps and rotates one profile's data key."""
 
     def __init__(self, paths: Paths, profile: str, *,
-                 passphrase: PassphraseSource = env_passphrase,
+                 passphrase: PassphraseSource = profile_passphrase,
                  new_passphrase: PassphraseSource | None = None,
                  use_keyring: bool | None = None,
                  notice: Callable[[str], None] = lambda _msg: None) -> None:
@@ -208,7 +206,7 @@ class KeyStore:
     def _tell_if_passphrase_unused(self, mode: str) -> None:
         """A passphrase in the environment that this profile does not use is said once:
         silently ignoring it would let a wrong one look right."""
-        if mode != "passphrase" and os.environ.get("MEMOS_PASSPHRASE") \
+        if mode != "passphrase" and given("MEMOS_PASSPHRASE") \
                 and not self._told_unused_passphrase:
             self._told_unused_passphrase = True
             where = "the OS keyring" if mode == "keyring" else "a key file"
@@ -222,7 +220,8 @@ class KeyStore:
             passphrase = self._passphrase(f"Passphrase for memos profile '{self.profile}': ")
             if not passphrase:
                 raise WrongKeyError("this store is protected by a passphrase: set "
-                                    "MEMOS_PASSPHRASE or run memos on a terminal")
+                                    "MEMOS_PASSPHRASE (or _FD, _COMMAND) or run memos on a "
+                                    "terminal")
             try:
                 params = crypto.KdfParams.from_json(doc["kdf"])
                 return crypto.derive_kek(passphrase, params)

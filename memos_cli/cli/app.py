@@ -8,7 +8,6 @@ and shows a traceback only with ``--debug`` / ``MEMOS_DEBUG=1`` (never locals).
 from __future__ import annotations
 
 import errno
-import getpass
 import os
 import sys
 import traceback
@@ -19,6 +18,7 @@ import typer
 from typer.core import TyperArgument, TyperOption
 from typer.exceptions import TyperException
 
+from memos_cli import passphrase
 from memos_cli import __version__
 from memos_cli.errors import ExitCode, MemosError
 
@@ -98,25 +98,19 @@ def main(
 
 
 def prompt_passphrase(prompt: str) -> str | None:
-    """MEMOS_PASSPHRASE for scripts; a hidden prompt on a terminal; else nothing."""
-    value = os.environ.get("MEMOS_PASSPHRASE")
-    if value:
-        return value
-    if sys.stdin.isatty():
-        return getpass.getpass(prompt, stream=sys.stderr)
-    return None
+    """The profile's passphrase: from the environment, else asked on a terminal."""
+    return passphrase.ask("MEMOS_PASSPHRASE", prompt)
 
 
 def engine():
     """The engine for this invocation, with terminal-aware passphrase and notices."""
     from memos_cli.cli.output import err
     from memos_cli.engine import MemoryEngine
-    from memos_cli.keys import env_passphrase
 
     # A new profile is not prompted for a passphrase: MEMOS_PASSPHRASE gives one, or the
     # key goes to the keyring or a key file (and 'memos key passphrase' adds one later).
     eng = MemoryEngine(STATE.profile, passphrase=prompt_passphrase,
-                       new_passphrase=env_passphrase, notice=err, store=STATE.store)
+                       new_passphrase=passphrase.profile_passphrase, notice=err, store=STATE.store)
     eng.cause = f"command: memos {_command_path()}"
     return eng
 

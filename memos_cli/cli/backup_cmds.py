@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import getpass
-import os
-import sys
 from pathlib import Path
 
 import typer
 
 from memos_cli.cli.app import app, engine
-from memos_cli.cli.key_cmds import new_passphrase
+from memos_cli import passphrase
 from memos_cli.cli.output import err, progress
 from memos_cli.errors import UsageError
 
@@ -20,9 +17,9 @@ def backup(path: Path = typer.Argument(..., help="The backup file to write.")) -
     """Write the whole profile to one encrypted file (passphrase: MEMOS_BACKUP_PASSPHRASE)."""
     from memos_cli.backup import write_backup
 
-    passphrase = new_passphrase("MEMOS_BACKUP_PASSPHRASE", "Passphrase for the backup")
+    secret = passphrase.required("MEMOS_BACKUP_PASSPHRASE", "Passphrase for the backup", new=True)
     with progress("backing up") as step:
-        count = write_backup(engine(), path, passphrase, step)
+        count = write_backup(engine(), path, secret, step)
     err(f"backed up {count} memory(ies) to {path}")
 
 
@@ -41,10 +38,7 @@ def restore(
 
     if not path.exists():
         raise UsageError(f"no such file: {path}")
-    passphrase = os.environ.get("MEMOS_BACKUP_PASSPHRASE") or (
-        getpass.getpass("Backup passphrase: ", stream=sys.stderr) if sys.stdin.isatty() else "")
-    if not passphrase:
-        raise UsageError("set MEMOS_BACKUP_PASSPHRASE, or run this on a terminal")
+    secret = passphrase.required("MEMOS_BACKUP_PASSPHRASE", "Backup passphrase")
     with progress("restoring") as step:
-        count = restore_backup(engine(), path, passphrase, force=force, progress=step)
+        count = restore_backup(engine(), path, secret, force=force, progress=step)
     err(f"restored {count} memory(ies)")

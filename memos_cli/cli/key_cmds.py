@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
-import sys
 from pathlib import Path
 
 import typer
 
 from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import err, print_json, print_table, print_tsv, progress, stdout_is_terminal
+from memos_cli import passphrase as passphrases
 from memos_cli.atomic import write_atomic
-from memos_cli.errors import BadInputError, UsageError
+from memos_cli.errors import BadInputError
 
 key_app = typer.Typer(help="Manage the encryption key of a profile.", no_args_is_help=True)
 app.add_typer(key_app, name="key", rich_help_panel="Keys, backups and setup")
@@ -33,12 +31,13 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
 
 
 @key_app.command("passphrase")
-def passphrase() -> None:
+def passphrase() -> None:  # the command `memos key passphrase`
     """Set or change the passphrase (MEMOS_NEW_PASSPHRASE for scripts).
 
     The new wrap is proven to open the store before the old one is removed.
     """
-    engine().change_passphrase(new_passphrase("MEMOS_NEW_PASSPHRASE", "New passphrase"))
+    engine().change_passphrase(passphrases.required("MEMOS_NEW_PASSPHRASE", "New passphrase",
+                                                   new=True))
     err("passphrase set: the key is now wrapped by it")
 
 
@@ -50,24 +49,12 @@ def rotate() -> None:
     err(f"rotated the data key: {count} memory(ies) re-encrypted")
 
 
-def new_passphrase(env_name: str, what: str) -> str:
-    """A passphrase from ``env_name``, or typed twice on a terminal."""
-    value = os.environ.get(env_name)
-    if value:
-        return value
-    if not sys.stdin.isatty():
-        raise UsageError(f"set {env_name}, or run this on a terminal")
-    value = getpass.getpass(f"{what}: ", stream=sys.stderr)
-    if value != getpass.getpass("Repeat it: ", stream=sys.stderr):
-        raise UsageError("the two passphrases differ: nothing done")
-    return value
-
-
 @key_app.command("export")
 def export_key(path: Path = typer.Argument(..., help="Where to write the exported key.")) -> None:
     """Export the key (protected by a passphrase: MEMOS_EXPORT_PASSPHRASE) for another machine."""
-    passphrase = new_passphrase("MEMOS_EXPORT_PASSPHRASE", "Passphrase to protect the export")
-    doc = engine().export_key(passphrase)
+    secret = passphrases.required("MEMOS_EXPORT_PASSPHRASE", "Passphrase to protect the export",
+                                 new=True)
+    doc = engine().export_key(secret)
     write_atomic(path, (json.dumps(doc, indent=1) + "\n").encode(), mode=0o600)
     err(f"wrote {path}: import it on the other machine with 'memos key import {path.name}'")
 
@@ -79,10 +66,6 @@ def import_key(path: Path = typer.Argument(..., help="A file from 'memos key exp
         doc = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise BadInputError(f"cannot read {path}: {exc}") from None
-    passphrase = os.environ.get("MEMOS_EXPORT_PASSPHRASE") or (
-        getpass.getpass("Passphrase of the export: ", stream=sys.stderr)
-        if sys.stdin.isatty() else "")
-    if not passphrase:
-        raise UsageError("set MEMOS_EXPORT_PASSPHRASE, or run this on a terminal")
-    engine().import_key(doc, passphrase)
+    engine().import_key(doc, passphrases.required("MEMOS_EXPORT_PASSPHRASE",
+                                                 "Passphrase of the export"))
     err("key imported: this machine can now open the store made with it")

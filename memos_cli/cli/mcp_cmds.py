@@ -35,12 +35,12 @@ def mcp(
     if read_only and (allow_forget or allow_update):
         raise UsageError("--read-only cannot be combined with --allow-forget or --allow-update")
     from memos_cli.engine import MemoryEngine
-    from memos_cli.keys import env_passphrase
+    from memos_cli.passphrase import profile_passphrase
     from memos_cli.mcp_server import (MemoryTools, Options, build_server, check_unlock,
                                       serve_http, serve_stdio)
 
     # stdin is the protocol's channel: the passphrase can only come from the environment.
-    eng = MemoryEngine(profile or STATE.profile, passphrase=env_passphrase, notice=err, store=STATE.store)
+    eng = MemoryEngine(profile or STATE.profile, passphrase=profile_passphrase, notice=err, store=STATE.store)
     check_unlock(eng)
     server = build_server(MemoryTools(eng), Options(allow_forget, allow_update, read_only))
     if http is None:
