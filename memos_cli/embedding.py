@@ -163,9 +163,23 @@ class OpenAIEmbedder:
 
 def make_embedder(spec: str | None = None, *, base_url: str | None = None,
                   api_key: str | None = None, timeout: float = 30.0) -> Embedder:
-    """``None``/"local" -> the built-in model; "openai:<model>" -> an endpoint."""
-    if spec in (None, "", "local", "all-MiniLM-L6-v2", LOCAL_MODEL_ID):
-        return LocalMiniLM()
-    if spec.startswith("openai:") and len(spec) > len("openai:"):
-        return OpenAIEmbedder(spec.split(":", 1)[1], base_url, api_key, timeout)
-    raise ModelError(f"unknown embedding model {spec!r}: use 'local' or 'openai:<model>'")
+    """The embedder a spec names: "local" (the built-in model), "openai:<model>" (an
+    endpoint), or a plugin's "PREFIX:<model>" (see plugins.py)."""
+    from memos_cli.config import EmbeddingSettings
+    from memos_cli.plugins import embedder_factory
+
+    spec = "local" if spec in (None, "", "all-MiniLM-L6-v2", LOCAL_MODEL_ID) else spec
+    factory, name = embedder_factory(spec)
+    return factory(name, EmbeddingSettings(spec, base_url, api_key, timeout))
+
+
+def local_embedder(_name: str, _settings: Any) -> Embedder:
+    """The built-in provider "local": all-MiniLM-L6-v2, shipped in the install."""
+    return LocalMiniLM()
+
+
+def openai_embedder(name: str, settings: Any) -> Embedder:
+    """The built-in provider "openai": any OpenAI-compatible embeddings endpoint."""
+    if not name:
+        raise ModelError("name the endpoint's model: 'openai:<model>'")
+    return OpenAIEmbedder(name, settings.base_url, settings.api_key, settings.timeout)

@@ -10,6 +10,7 @@ here and only when a model is used. Errors come out as ``ModelError`` (exit 6);
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Iterator, Protocol, Sequence
 
 from memos_cli import prompting
@@ -75,10 +76,20 @@ class OpenAIChat:
 
 
 def chat_model(paths: Paths, flags: dict[str, Any] | None = None,
-               stored_key: str | None = None) -> OpenAIChat | None:
+               stored_key: str | None = None) -> ChatModel | None:
     """The configured chat model, or None when no model is configured."""
     settings = llm_settings(paths, flags, stored_key=stored_key)
-    return OpenAIChat(settings) if settings is not None else None
+    if settings is None:
+        return None
+    from memos_cli.plugins import chat_factory
+
+    factory, name = chat_factory(settings.model)
+    return factory(name, settings)
+
+
+def openai_chat(name: str, settings: LlmSettings) -> OpenAIChat:
+    """The built-in provider "openai": any server speaking OpenAI's chat protocol."""
+    return OpenAIChat(replace(settings, model=name))
 
 
 SUMMARY_PROMPT = """You turn old conversation transcripts into lasting facts about the user.

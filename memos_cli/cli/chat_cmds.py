@@ -323,16 +323,22 @@ def models(
 ) -> None:
     """List the models the configured server offers."""
     from memos_cli.config import llm_settings
-    from memos_cli.llm import OpenAIChat
+    from memos_cli.plugins import chat_factory
 
     eng = engine()
-    # Listing needs a server, not a model: a placeholder name satisfies the settings.
-    flags = {"model": model or "(listing)", "base_url": base_url, "preset": preset}
-    settings = llm_settings(eng.paths, flags, stored_key=eng.secret("llm.api_key"))
+    flags = {"model": model, "base_url": base_url, "preset": preset}
+    stored_key = eng.secret("llm.api_key")
+    try:  # the configured model's provider lists its models
+        settings = llm_settings(eng.paths, flags, stored_key=stored_key)
+    except UsageError:  # a server but no model yet: listing is how one is chosen
+        settings = None
+    if settings is None:  # listing needs a server, not a model: a placeholder name will do
+        settings = llm_settings(eng.paths, {**flags, "model": "(listing)"}, stored_key=stored_key)
     if settings is None or (settings.base_url is None and not settings.api_key):
         raise ModelError("no model server is configured: memos config set llm.preset ollama "
                          "(or llm.base_url URL, or an OpenAI API key)")
-    names = OpenAIChat(settings).models()
+    factory, name = chat_factory(settings.model)
+    names = factory(name, settings).models()
     if as_json:
         print_json(names)
     else:
