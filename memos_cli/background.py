@@ -37,7 +37,7 @@ class Attempts:
 
 
 def state_file(paths: Paths, profile: str) -> Path:
-    return paths.data_dir / f"{profile}.autoconsolidate"
+    return paths.autoconsolidate_file(profile)
 
 
 def read(paths: Paths, profile: str) -> Attempts:

@@ -124,9 +124,7 @@ class _ChunkWriter:
 def _side_files(engine: "MemoryEngine") -> dict[str, Path]:
     """Sealed files that belong to the profile besides the rows (the keyword index is
     left out: it is rebuilt from the memories)."""
-    return {"audit": engine.paths.audit_file(engine.profile),
-            "vault": engine.paths.vault_file(engine.profile),
-            "usage": engine.paths.usage_file(engine.profile)}
+    return engine.paths.profile_files(engine.profile).backed_up
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -354,8 +352,8 @@ def _finish(engine: "MemoryEngine", marker: dict[str, Any]) -> None:
             _replace(_staged(path), path)
         else:  # the old profile's, sealed under its old key
             path.unlink(missing_ok=True)
-    engine.paths.keyword_file(engine.profile).unlink(missing_ok=True)  # rebuilt when needed
-    engine.paths.journal_file(engine.profile).unlink(missing_ok=True)
+    for path in engine.paths.profile_files(engine.profile).state:  # the old rows' bookkeeping
+        path.unlink(missing_ok=True)
     engine.usage.reset()
     engine.paths.restore_marker(engine.profile).unlink(missing_ok=True)
 

@@ -96,8 +96,7 @@ def _snapshot_dir(engine: "MemoryEngine") -> Path:
 
 
 def _side_files(engine: "MemoryEngine", profile: str) -> list[Path]:
-    return [engine.paths.keyword_file(profile), engine.paths.audit_file(profile),
-            engine.paths.usage_file(profile)]
+    return engine.paths.profile_files(profile).changed_with_rows
 
 
 def _take_snapshot(engine: "MemoryEngine", snapshot: Path) -> None:

@@ -786,10 +786,8 @@ class MemoryEngine:
             self.store.drop()
             self.store.sibling(self.profile + "-reindex").drop()
             self.keys.destroy()
-            self.paths.journal_file(self.profile).unlink(missing_ok=True)
-            self.paths.keyword_file(self.profile).unlink(missing_ok=True)
-            self.paths.audit_file(self.profile).unlink(missing_ok=True)
-            self.paths.usage_file(self.profile).unlink(missing_ok=True)
+            for path in self.paths.profile_files(self.profile).everything:
+                path.unlink(missing_ok=True)
             self.usage.reset()
             self._unlocked = self._codec = self._keywords = None
             self._bump_generation()

@@ -391,8 +391,7 @@ class KeyStore:
                     self._keyring_delete()
             except (WrongKeyError, IntegrityError, VersionError):
                 pass  # a damaged key file is shredded all the same
-        for path in (self.file, self.paths.secret_file(self.profile),
-                     self.paths.vault_file(self.profile)):
+        for path in self.paths.profile_files(self.profile).key_files:
             _shred(path)
         self._kek = None
 

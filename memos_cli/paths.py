@@ -66,9 +66,65 @@ class Paths:
     def usage_file(self, profile: str) -> Path:
         return self.data_dir / f"{profile}.usage"
 
+    def autoconsolidate_file(self, profile: str) -> Path:
+        return self.data_dir / f"{profile}.autoconsolidate"
+
     def restore_marker(self, profile: str) -> Path:
         # Present only while a restore swaps a profile in (see backup.py).
         return self.data_dir / f"{profile}.restore"
+
+    def profile_files(self, profile: str) -> "ProfileFiles":
+        return ProfileFiles(self, profile)
+
+
+@dataclass(frozen=True)
+class ProfileFiles:
+    """The one list of the files a profile owns beside its Chroma collection, grouped by
+    what each job does with them (SECURITY.md's file table says what each holds).
+
+    ``keys.destroy`` shreds the key files; the rest are listed here so that no command
+    that copies, re-seals or deletes a profile can miss one.
+    """
+
+    paths: Paths
+    profile: str
+
+    @property
+    def key_files(self) -> list[Path]:
+        """The wrapped data key, its key-file secret and the vault sealed under it."""
+        return [self.paths.key_file(self.profile), self.paths.secret_file(self.profile),
+                self.paths.vault_file(self.profile)]
+
+    @property
+    def sealed(self) -> dict[str, Path]:
+        """Side files sealed under the data key: re-sealed by a key rotation."""
+        return {"keywords": self.paths.keyword_file(self.profile),
+                "audit": self.paths.audit_file(self.profile),
+                "vault": self.paths.vault_file(self.profile),
+                "usage": self.paths.usage_file(self.profile)}
+
+    @property
+    def changed_with_rows(self) -> list[Path]:
+        """What a consolidation changes beside the rows: copied aside, put back on failure."""
+        return [self.paths.keyword_file(self.profile), self.paths.audit_file(self.profile),
+                self.paths.usage_file(self.profile)]
+
+    @property
+    def backed_up(self) -> dict[str, Path]:
+        """What a backup carries beside the rows (the keyword index is rebuilt instead)."""
+        return {name: path for name, path in self.sealed.items() if name != "keywords"}
+
+    @property
+    def state(self) -> list[Path]:
+        """Bookkeeping that belongs to the rows of the moment: dropped with them."""
+        return [self.paths.keyword_file(self.profile), self.paths.journal_file(self.profile),
+                self.paths.autoconsolidate_file(self.profile)]
+
+    @property
+    def everything(self) -> list[Path]:
+        """Every file of the profile: what ``forget --all`` removes (with its keys)."""
+        return [*self.key_files, *self.changed_with_rows, *self.state,
+                self.paths.restore_marker(self.profile)]
 
 
 def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:

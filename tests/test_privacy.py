@@ -122,3 +122,16 @@ def test_keyword_index_is_sealed_and_forgets(home):
     reopened = KeywordIndex.load(index_file, key, "keywords/default")
     assert reopened is not None and len(reopened) == 3
     assert all("quokka" not in e.tokens for e in reopened.entries)
+
+
+def test_forget_all_removes_every_file_the_profile_list_names(cli, home):
+    """The one list of a profile's files (paths.ProfileFiles) is what forget --all removes,
+    so a new side file cannot be left behind by being forgotten in one of five places."""
+    from memos_cli.paths import resolve_paths
+
+    assert cli("remember", "the safe's code is 4471").code == 0
+    files = resolve_paths().profile_files("default")
+    files.paths.autoconsolidate_file("default").write_text("{}")  # a background run's state
+    assert cli("forget", "--all", "--yes").code == 0
+    assert [p for p in files.everything if p.exists()] == []
+    assert [p.name for p in (home / "data").iterdir() if p.name.startswith("default.")] == []
