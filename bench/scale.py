@@ -110,12 +110,12 @@ from memos_cli.engine import MemoryEngine
 import chromadb  # what a recall imports, so its cost is counted here
 t1 = time.perf_counter()
 engine = MemoryEngine()
-engine._unlocked = engine.keys.unlock()
+engine.adopt_keys(engine.keys.unlock())
 t2 = time.perf_counter()
 engine.embedder.embed(["load"])
 t3 = time.perf_counter()
-with engine._session(write=False):
-    engine._keyword_index()
+with engine.unit(write=False) as work:
+    work.keyword_index()
 t4 = time.perf_counter()
 engine.recall(sys.argv[1], 10)
 t5 = time.perf_counter()

@@ -57,11 +57,11 @@ def write_backup(engine: "MemoryEngine", target: Path, passphrase: str,
     """Write the whole profile to ``target`` (atomically); returns the number of memories."""
     if not passphrase:
         raise UsageError("the backup passphrase is empty")
-    with engine._session(write=False) as codec:
-        if codec is None:
+    with engine.unit(write=False) as work:
+        if work is None:
             raise UsageError("this profile is empty: nothing to back up")
-        unlocked = engine._unlocked
-        assert unlocked is not None and unlocked.next is None  # opening finished any rotation
+        unlocked = work.keys
+        assert unlocked.next is None  # opening finished any rotation
         total = engine.store.count()
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
@@ -249,7 +249,7 @@ def restore(engine: "MemoryEngine", source: Path, passphrase: str, *, force: boo
     """
     opened = Opened(source, passphrase)
     count = opened.verify(_half(progress, 0))  # nothing is written unless all of it checks out
-    with engine._locked():  # unlocks first, and finishes what an interrupted command left
+    with engine.locked():  # unlocks first, and finishes what an interrupted command left
         if (engine.keys.exists() or engine.store.exists()) and not force:
             raise UsageError(f"profile {engine.profile!r} is not empty: restore refuses to "
                              "overwrite it without --force")
@@ -263,9 +263,10 @@ def restore(engine: "MemoryEngine", source: Path, passphrase: str, *, force: boo
             raise
         _write_marker(engine, dict(marker, phase="commit"))
         _finish(engine, marker)
-    engine._unlocked, engine._codec, engine._keywords = Unlocked(opened.key), None, None
-    with engine._session(write=True):
-        engine._audit("restored", [], count=count)
+    engine.adopt_keys(Unlocked(opened.key))
+    with engine.unit(write=True) as work:
+        assert work is not None
+        work.record("restored", [], count=count)
     return count
 
 
@@ -332,11 +333,11 @@ def recover(engine: "MemoryEngine") -> None:
         raise VersionError(f"{path} was written by a later memos: upgrade memos")
     if marker.get("phase") == "commit":
         _finish(engine, marker)
-        engine._notice("notice: an interrupted restore was completed")
+        engine.notice("notice: an interrupted restore was completed")
     else:
         _discard(engine, marker)
-        engine._notice("notice: an interrupted restore was undone")
-    engine._unlocked = engine._codec = engine._keywords = None
+        engine.notice("notice: an interrupted restore was undone")
+    engine.adopt_keys(None)
 
 
 def _finish(engine: "MemoryEngine", marker: dict[str, Any]) -> None:

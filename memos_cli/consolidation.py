@@ -25,8 +25,7 @@ from memos_cli.memory import Memory, Version
 from memos_cli.timeparse import now_utc, to_iso
 
 if TYPE_CHECKING:
-    from memos_cli.engine import MemoryEngine
-    from memos_cli.records import RecordCodec
+    from memos_cli.engine import MemoryEngine, UnitOfWork
 
 SNAPSHOT_PREFIX = ".consolidation-"
 READY = "READY"  # written last into a snapshot: the copy is complete
@@ -39,11 +38,11 @@ def rules_for(engine: "MemoryEngine") -> Rules:
 def plan(engine: "MemoryEngine", summarise: Summariser | None = None,
          judge: Judge | None = None, same: SameJudge | None = None) -> Plan:
     """What consolidating now would do (reads only)."""
-    with engine._session(write=False) as codec:
-        if codec is None:
+    with engine.unit(write=False) as work:
+        if work is None:
             return Plan()
-        rows = list(engine.store.scan(with_vectors=True))
-        memories = [m for _row, m in engine._open_rows(codec, rows)]
+        rows = list(work.store.scan(with_vectors=True))
+        memories = [m for _row, m in work.open_rows(rows)]
         # Rotated vectors: dot products are unchanged. (A scan with vectors has them all.)
         vectors = {row.id: row.vector for row in rows if row.vector is not None}
     return plan_consolidation(memories, vectors, now_utc(), rules_for(engine), summarise, judge,
@@ -56,20 +55,20 @@ def apply(engine: "MemoryEngine", chosen: Plan,
     texts = [t for a in chosen.actions if a.kind == "summarise" for t in a.texts]
     vectors = engine.embedder.embed(texts) if texts else None  # before taking the lock
     done: dict[str, int] = {}
-    with engine._session(write=True) as codec:
-        assert codec is not None
+    with engine.unit(write=True) as work:
+        assert work is not None
         snapshot = _snapshot_dir(engine)
         _take_snapshot(engine, snapshot)
         _failpoint("consolidate:snapshot-taken")
         try:
             offset = 0
             for n, action in enumerate(chosen.actions, start=1):
-                offset = _apply_one(engine, codec, action, vectors, offset)
+                offset = _apply_one(work, action, vectors, offset)
                 done[action.kind] = done.get(action.kind, 0) + 1
                 _failpoint("consolidate:mid-apply")
                 if progress:
                     progress(n, len(chosen.actions))
-            _mark_consolidated(engine)
+            _mark_consolidated(work)
             _failpoint("consolidate:before-commit")
         except BaseException:
             _put_back(engine, snapshot)
@@ -83,7 +82,7 @@ def recover(engine: "MemoryEngine") -> None:
     for snapshot in engine.paths.data_dir.glob(SNAPSHOT_PREFIX + "*"):
         if (snapshot / READY).exists():
             _put_back(engine, snapshot, snapshot.name[len(SNAPSHOT_PREFIX):])
-            engine._notice("notice: an interrupted consolidation was rolled back")
+            engine.notice("notice: an interrupted consolidation was rolled back")
         else:  # died while copying: nothing had been changed yet
             shutil.rmtree(snapshot, ignore_errors=True)
 
@@ -119,53 +118,53 @@ def _put_back(engine: "MemoryEngine", snapshot: Path, profile: str | None = None
         else:
             path.unlink(missing_ok=True)
     shutil.rmtree(snapshot, ignore_errors=True)
-    engine._keywords = None
+    engine.drop_caches()
     engine.usage.reset()
 
 
 # --- the actions ------------------------------------------------------------------------------
 
 
-def _apply_one(engine: "MemoryEngine", codec: "RecordCodec", action: Action,
+def _apply_one(work: "UnitOfWork", action: Action,
                vectors: np.ndarray | None, offset: int) -> int:
     """Apply one action; returns the offset into ``vectors`` for the next summary."""
     if action.kind == "merge":
-        _merge(engine, codec, action)
+        _merge(work, action)
     elif action.kind == "supersede":
-        _supersede(engine, codec, action)
+        _supersede(work, action)
     elif action.kind == "summarise":
         assert vectors is not None
-        _summarise(engine, codec, action, vectors[offset:offset + len(action.texts)])
+        _summarise(work, action, vectors[offset:offset + len(action.texts)])
         return offset + len(action.texts)
     else:
         change = {"promote": _promote, "demote": _demote, "archive": _archive}[action.kind]
         reason = {"promote": "promoted", "demote": "demoted", "archive": "archived"}[action.kind]
-        for memory_id in _present(engine, action.ids):
-            engine._modify(codec, memory_id, change, reason, None)
+        for memory_id in _present(work, action.ids):
+            work.modify(memory_id, change, reason)
     return offset
 
 
-def _present(engine: "MemoryEngine", ids: list[str]) -> list[str]:
+def _present(work: "UnitOfWork", ids: list[str]) -> list[str]:
     # Another process may have forgotten a planned memory since the plan was made.
     # (Chroma returns rows in storage order: keep the order asked for.)
-    found = {row.id for row in engine.store.get(ids)}
+    found = {row.id for row in work.store.get(ids)}
     return [memory_id for memory_id in ids if memory_id in found]
 
 
-def _merge(engine: "MemoryEngine", codec: "RecordCodec", action: Action) -> None:
+def _merge(work: "UnitOfWork", action: Action) -> None:
     """Fold memories that say the same thing into the newest wording (``action.into``).
 
     The others' wordings go into its history; it keeps the earliest record and
     validity times, since the fact was known and true from the first time it was said.
     """
     assert action.into is not None
-    present = _present(engine, [action.into, *action.ids])
+    present = _present(work, [action.into, *action.ids])
     if action.into not in present or len(present) < 2:
         return
-    rows = {row.id: row for row in engine.store.get(present)}
-    survivor = codec.open(rows[action.into])
+    rows = {row.id: row for row in work.store.get(present)}
+    survivor = work.codec.open(rows[action.into])
     for memory_id in present[1:]:
-        other = codec.open(rows[memory_id])
+        other = work.codec.open(rows[memory_id])
         survivor.history += [replace(v, source_id=v.source_id or other.id) for v in other.history]
         added = [t for t in other.tags if t not in survivor.tags]
         # Which tags came with it is kept, so forgetting it later takes them away again.
@@ -178,43 +177,43 @@ def _merge(engine: "MemoryEngine", codec: "RecordCodec", action: Action) -> None
         survivor.derived_from.append(other.id)
         survivor.created_at = min(survivor.created_at, other.created_at)
         survivor.valid_from = min(_valid_from(survivor), _valid_from(other))
-        engine._modify(codec, memory_id, _archive, "merged", None)
+        work.modify(memory_id, _archive, "merged")
     survivor.updated_at = to_iso(now_utc())
-    engine.store.update([survivor.id], [codec.seal(survivor)])
-    engine._audit("merged", [survivor.id, *present[1:]])
+    work.store.update([survivor.id], [work.codec.seal(survivor)])
+    work.record("merged", [survivor.id, *present[1:]])
 
 
 def _valid_from(memory: Memory) -> str:
     return memory.valid_from or memory.created_at
 
 
-def _supersede(engine: "MemoryEngine", codec: "RecordCodec", action: Action) -> None:
+def _supersede(work: "UnitOfWork", action: Action) -> None:
     """The newer memory contradicts the older: the older stops being valid, kept in history."""
     from memos_cli.engine import _end_validity
 
     assert action.into is not None
-    present = _present(engine, [action.into, *action.ids])
+    present = _present(work, [action.into, *action.ids])
     if len(present) < 2:
         return
-    newer = codec.open(engine.store.get([action.into])[0])
+    newer = work.codec.open(work.store.get([action.into])[0])
     for old_id in present[1:]:
-        engine._modify(codec, old_id, _end_validity, "superseded", None)
+        work.modify(old_id, _end_validity, "superseded")
         newer.derived_from.append(old_id)
-    engine.store.update([newer.id], [codec.seal(newer)])
+    work.store.update([newer.id], [work.codec.seal(newer)])
 
 
-def _summarise(engine: "MemoryEngine", codec: "RecordCodec", action: Action,
+def _summarise(work: "UnitOfWork", action: Action,
                vectors: np.ndarray) -> None:
     from memos_cli.engine import NewMemory
 
-    episodes = _present(engine, action.ids)
+    episodes = _present(work, action.ids)
     now = to_iso(now_utc())
-    facts = [engine._new_memory(NewMemory(text, kind="fact", tier="long", importance=0.6,
+    facts = [work.new_memory(NewMemory(text, kind="fact", tier="long", importance=0.6,
                                           source="consolidation", derived_from=episodes), now)
              for text in action.texts]
-    engine._insert(codec, facts, vectors, action="summarised")
+    work.insert(facts, vectors, action="summarised")
     for memory_id in episodes:
-        engine._modify(codec, memory_id, _archive, "archived", None)
+        work.modify(memory_id, _archive, "archived")
 
 
 def _promote(memory: Memory) -> None:
@@ -229,10 +228,10 @@ def _archive(memory: Memory) -> None:
     memory.status = "archived"
 
 
-def _mark_consolidated(engine: "MemoryEngine") -> None:
-    meta = engine.store.meta()
+def _mark_consolidated(work: "UnitOfWork") -> None:
+    meta = work.store.meta()
     meta.update(consolidated_at=to_iso(now_utc()), new_since_consolidation=0)
-    engine.store.set_meta(meta)
+    work.store.set_meta(meta)
 
 
 def due(engine: "MemoryEngine") -> bool:
@@ -242,10 +241,10 @@ def due(engine: "MemoryEngine") -> bool:
         return False
     if engine.new_since_consolidation is not None:  # known from this engine's last add
         return engine.new_since_consolidation >= rules.auto_after
-    with engine._session(write=False) as codec:
-        if codec is None:
+    with engine.unit(write=False) as work:
+        if work is None:
             return False
-        return int(engine.store.meta().get("new_since_consolidation", 0)) >= rules.auto_after
+        return int(work.store.meta().get("new_since_consolidation", 0)) >= rules.auto_after
 
 
 def describe(action: Action, memories: dict[str, Any]) -> list[str]:
@@ -270,6 +269,6 @@ def describe(action: Action, memories: dict[str, Any]) -> list[str]:
 
 def mark_consolidated(engine: "MemoryEngine") -> None:
     """A run that found nothing to do: the new memories count as consolidated all the same."""
-    with engine._session(write=True) as codec:
-        if codec is not None:
-            _mark_consolidated(engine)
+    with engine.unit(write=True) as work:
+        if work is not None:
+            _mark_consolidated(work)

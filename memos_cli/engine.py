@@ -173,6 +173,40 @@ class MemoryEngine:
         """Whether this profile has a key, i.e. was ever written to."""
         return self.keys.exists()
 
+    # --- the unit of work: what other modules (consolidation, backup, benchmarks) use --
+
+    @contextmanager
+    def unit(self, write: bool, create: bool | None = None) -> Iterator["UnitOfWork | None"]:
+        """The profile opened, unlocked and locked for one batch of work; None when it
+        has no store (and ``create``, default ``write``, is false). See ``UnitOfWork``."""
+        with self._session(write, create) as codec:
+            yield None if codec is None else UnitOfWork(self, codec)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The store lock, with whatever an interrupted command left finished or undone
+        first (the key unlocked when there is one)."""
+        with self._locked():
+            yield
+
+    def unlocked_keys(self) -> Unlocked | None:
+        """The profile's unlocked keys, if it has been unlocked."""
+        return self._unlocked
+
+    def adopt_keys(self, unlocked: Unlocked | None) -> None:
+        """Use ``unlocked`` from now on (a restore brought another key), dropping every
+        cache made under the previous one."""
+        self._unlocked = unlocked
+        self.drop_caches()
+
+    def drop_caches(self) -> None:
+        """Forget the codec and keyword index (the files under them were replaced)."""
+        self._codec = self._keywords = None
+
+    def notice(self, text: str) -> None:
+        """Tell the user something on the side (stderr in the CLI, ``notices`` otherwise)."""
+        self._notice(text)
+
     @contextmanager
     def _session(self, write: bool, create: bool | None = None) -> Iterator[RecordCodec | None]:
         """Unlock, lock, open and repair the store; yields None for a profile with no store.
@@ -1156,6 +1190,49 @@ class MemoryEngine:
         self._vault().reseal(keys)
         failpoint("reseal:vault")
         self.usage.reseal(keys)
+
+
+class UnitOfWork:
+    """What an opened, unlocked, locked profile offers for one batch of changes.
+
+    Handed out by ``MemoryEngine.unit``, valid only inside its ``with`` block (the
+    store lock is held). Consolidation, backup and the benchmarks work through it, so
+    none of them reaches into the engine's internals.
+    """
+
+    def __init__(self, engine: MemoryEngine, codec: RecordCodec) -> None:
+        self._engine = engine
+        self.codec = codec  # seals and opens rows
+        self.store = engine.store
+
+    @property
+    def keys(self) -> Unlocked:
+        return self._engine._keys()
+
+    def open_rows(self, rows: Iterable[Any], with_usage: bool = True
+                  ) -> Iterator[tuple[Any, Memory]]:
+        """Decrypt rows (damaged ones are noted in ``engine.damaged`` and skipped)."""
+        return self._engine._open_rows(self.codec, rows, with_usage=with_usage)
+
+    def new_memory(self, item: NewMemory, now: str) -> Memory:
+        return self._engine._new_memory(item, now)
+
+    def insert(self, memories: list[Memory], vectors: np.ndarray | None,
+               action: str = "remembered") -> list[RememberResult]:
+        """Store new memories (journalled, indexed, audited as ``action``)."""
+        return self._engine._insert(self.codec, memories, vectors, action=action)
+
+    def modify(self, memory_id: str, change: Callable[[Memory], None], reason: str,
+               vector: np.ndarray | None = None) -> Memory:
+        """Change a stored memory, its previous state kept in its history."""
+        return self._engine._modify(self.codec, memory_id, change, reason, vector)
+
+    def keyword_index(self) -> KeywordIndex:
+        return self._engine._keyword_index()
+
+    def record(self, action: str, ids: list[str], count: int = 0) -> None:
+        """Add an event to the audit trail."""
+        self._engine._audit(action, ids, count)
 
 
 _ACTIONS_BY_REASON = {"update": "updated", CORRECTED: "updated", "superseded": "superseded",

@@ -315,7 +315,8 @@ def test_attack_08_concurrent_writers_and_readers_all_succeed_and_store_once(hom
     # Real processes, the default lock timeout: 4 writers x 5 memories, a recall loop.
     result = _concurrent_run(writers=4, each=5, readers=1)
     assert result["commands"]["remember"]["exit_codes"] == {"0": 20}, result
-    assert set(result["commands"]["recall"]["exit_codes"]) <= {"0"}, result
+    # A recall may find nothing relevant yet (exit 3); it must never fail (7: lock wait, 1: error).
+    assert set(result["commands"]["recall"]["exit_codes"]) <= {"0", "3"}, result
     assert (result["stored_once"], result["missing"], result["duplicated"]) == (20, 0, 0)
 
 
@@ -325,7 +326,7 @@ def test_attack_08_eight_writers_by_fifty_with_two_recall_loops(home, monkeypatc
     monkeypatch.delenv("MEMOS_NO_AUTO_CONSOLIDATE")  # default settings: it runs at 200
     result = _concurrent_run(writers=8, each=50, readers=2)
     assert result["commands"]["remember"]["exit_codes"] == {"0": 400}, result
-    assert set(result["commands"]["recall"]["exit_codes"]) <= {"0"}, result
+    assert set(result["commands"]["recall"]["exit_codes"]) <= {"0", "3"}, result
     assert (result["stored_once"], result["missing"], result["duplicated"]) == (400, 0, 0)
 
 
