@@ -128,6 +128,7 @@ def _register_commands() -> None:
     # The order here is the order of --help's panels.
     from memos_cli.cli import memory_cmds, transfer_cmds  # noqa: F401
     from memos_cli.cli import chat_cmds, lifecycle_cmds  # noqa: F401
+    from memos_cli.cli import config_cmds  # noqa: F401
     from memos_cli.cli import key_cmds, backup_cmds, completion_cmds  # noqa: F401
     from memos_cli.cli import mcp_cmds  # noqa: F401
 
