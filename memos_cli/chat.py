@@ -54,10 +54,14 @@ class ChatSession:
                  use_memory: bool = True, session_id: str | None = None) -> None:
         self.engine, self.model = engine, model
         self.learn, self.use_memory = learn, use_memory
+        self.lock = threading.Lock()  # the engine is used by the learner thread too
+        self.start_new(session_id)
+
+    def start_new(self, session_id: str | None = None) -> None:
+        """Begin a new conversation (``/new``): a new id, no history, nothing pending."""
         self.session_id = session_id or "chat-" + secrets.token_hex(4)
         self.history: list[dict[str, str]] = []
         self.last = Reply()
-        self.lock = threading.Lock()  # the engine is used by the learner thread too
         self._learner: threading.Thread | None = None
         self.learned: list[extraction.Changes] = []
 

@@ -761,6 +761,7 @@ class MemoryEngine:
             with self._journal(doomed, self._event("forgotten", [], count=len(doomed))):
                 self.store.scrub_delete(doomed, self._dim())
             index.remove(doomed)
+            self.damaged = [i for i in self.damaged if i not in set(doomed)]  # gone for good
             self._save_keywords()
             return len(doomed)
 
@@ -823,6 +824,7 @@ class MemoryEngine:
             for path in self.paths.profile_files(self.profile).everything:
                 path.unlink(missing_ok=True)
             self.usage.reset()
+            self.damaged = []
             self._unlocked = self._codec = self._keywords = None
             self._bump_generation()
             return count

@@ -111,6 +111,19 @@ def test_attack_15_a_damaged_record_can_be_forgotten(cli):
     assert listed.code == 0 and listed.out.split("\t")[0] == keep
 
 
+def test_a_forgotten_damaged_memory_leaves_the_engines_damage_list(cli):
+    bad = cli("remember", "the spare key is under the mat").out.strip()
+    eng = MemoryEngine()
+    row = eng.store.get([bad])[0]
+    blob = bytearray(crypto.b64d(row.meta["c"]))
+    blob[-1] ^= 1
+    eng.store.update([bad], [{"c": crypto.b64e(bytes(blob))}])
+    eng.list()
+    assert eng.damaged == [bad]
+    eng.forget([bad])
+    assert eng.damaged == []
+
+
 def test_attack_16_a_copied_digest_does_not_pass_for_a_duplicate(engine_factory):
     eng = engine_factory()
     other = eng.remember(NewMemory("the boat is moored at pier 7")).memory

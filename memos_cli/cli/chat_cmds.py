@@ -168,7 +168,7 @@ def _run_slash(session, command: str, arg: str, line: str) -> None:
     elif command == "/new":
         session.wait_for_learning()
         _report_learning(session)
-        session.__init__(eng, session.model, learn=session.learn, use_memory=session.use_memory)
+        session.start_new()
         err(f"new session {session.session_id}")
     elif command == "/memories":
         for m in session.last.memories_used:
