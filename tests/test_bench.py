@@ -47,3 +47,8 @@ def test_samefact_bench_compares_the_old_and_new_merge_rules():
     assert rules["new: same statement"]["different_merged"] == 0
     assert rules["new: same statement"]["same_rate"] >= 0.7
     assert all(r["different"] + r["same"] >= 60 for r in rules.values())
+
+
+def test_mcp_start_bench_times_initialize():
+    result = _run("bench/mcp_start.py", "--runs", "1")
+    assert result["runs"] == 1 and result["initialize_ms"]["p50"] > 0
