@@ -20,8 +20,8 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.types import Implementation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._report import machine, percentiles_ms, table, temporary_home  # noqa: E402
-from memos_cli.engine import MemoryEngine, NewMemory  # noqa: E402
+from bench._report import machine, percentiles_ms, table, temporary_home
+from memos_cli.engine import MemoryEngine, NewMemory
 
 
 async def _initialize_once() -> float:
