@@ -55,6 +55,19 @@ def _loopback_only(monkeypatch) -> None:
 
 
 @pytest.fixture
+def server(monkeypatch):
+    """A real OpenAI-protocol server on 127.0.0.1 (fake_openai.py), configured as the model."""
+    from fake_openai import FakeOpenAI
+
+    fake = FakeOpenAI()
+    monkeypatch.setenv("MEMOS_LLM_BASE_URL", fake.url)
+    monkeypatch.setenv("MEMOS_LLM_MODEL", "tiny-chat")
+    monkeypatch.setenv("MEMOS_LLM_API_KEY", "test-key")
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
 def home(hermetic) -> Path:
     return hermetic
 

@@ -8,17 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_openai import FakeOpenAI, ops
-
-
-@pytest.fixture
-def server(monkeypatch):
-    fake = FakeOpenAI()
-    monkeypatch.setenv("MEMOS_LLM_BASE_URL", fake.url)
-    monkeypatch.setenv("MEMOS_LLM_MODEL", "tiny-chat")
-    monkeypatch.setenv("MEMOS_LLM_API_KEY", "test-key")
-    yield fake
-    fake.close()
+from fake_openai import ops
 
 
 def _alias_of(body: dict, word: str) -> str:

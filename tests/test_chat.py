@@ -14,18 +14,8 @@ import pytest
 
 from chroma_server import chroma_server  # noqa: F401  (a fixture)
 from conftest import all_bytes_under
-from fake_openai import FakeOpenAI, ops
+from fake_openai import ops
 from memos_cli.timeparse import now_utc
-
-
-@pytest.fixture
-def server(monkeypatch):
-    fake = FakeOpenAI()
-    monkeypatch.setenv("MEMOS_LLM_BASE_URL", fake.url)
-    monkeypatch.setenv("MEMOS_LLM_MODEL", "tiny-chat")
-    monkeypatch.setenv("MEMOS_LLM_API_KEY", "test-key")
-    yield fake
-    fake.close()
 
 
 def _system_prompt(request: dict) -> str:

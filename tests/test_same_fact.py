@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_openai import FakeOpenAI
 from memos_cli.lifecycle import Rules, plan_consolidation
 from memos_cli.memory import Memory
 from memos_cli.sameness import anchors, same_statement
@@ -74,27 +73,17 @@ def test_real_use_the_model_decides_reworded_pairs_and_no_means_no():
     assert not _merged(*reworded)  # no model: kept apart, and the plan says why
 
 
-@pytest.fixture
-def model(monkeypatch):
-    fake = FakeOpenAI()
-    for name, value in (("MEMOS_LLM_BASE_URL", fake.url), ("MEMOS_LLM_MODEL", "tiny-chat"),
-                        ("MEMOS_LLM_API_KEY", "test-key")):
-        monkeypatch.setenv(name, value)
-    yield fake
-    fake.close()
-
-
 @pytest.mark.parametrize("verdict,merges", [('{"same": true}', 1), ('{"same": false}', 0),
                                             ("not json at all", 0), ('{"same": "yes"}', 0)])
 def test_real_use_consolidate_asks_a_real_model_server_same_or_different(
-        cli, model, verdict, merges):
+        cli, server, verdict, merges):
     cli("remember", "On Monday I took my blood pressure pill")
     cli("remember", "I took my blood pressure pill on Monday")
-    model.extractions = [verdict]
+    server.extractions = [verdict]
     result = cli("consolidate", "--yes", "--json")
     assert result.code == 0, result.err
     assert json.loads(result.out)["summary"]["merge"] == merges
-    asked = [r["messages"] for r in model.requests if "response_format" in r]
+    asked = [r["messages"] for r in server.requests if "response_format" in r]
     assert "the same fact" in asked[0][0]["content"]
     assert 'First: "On Monday I took' in asked[0][1]["content"]  # quoted: data, not prompt
 
