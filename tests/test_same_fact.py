@@ -111,3 +111,49 @@ def test_real_use_consolidate_keeps_every_look_alike_fact_end_to_end(cli):
         "The wifi password is tulip-4471"} | {"the Wi-Fi password is tulip-4471."}
     recalled = cli("recall", "wifi password", "--json").out
     assert "tulip-4472" in recalled and "tulip-4471" in recalled
+
+
+WORDS = ("wifi password gate code flight Rome departs dentist appointment sister lives "
+         "locker number passport expires meeting Rivera pill train platform rent").split()
+
+
+def _sentences(seed: int, count: int) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        words = rng.sample(WORDS, rng.randint(3, 6))
+        words.insert(rng.randrange(len(words) + 1), str(rng.randint(0, 99999)))
+        out.append(" ".join(words))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_real_use_any_other_digit_or_word_order_is_another_fact(seed):
+    """Generated sentences: any change of one digit, one word, or the order of two
+    different words gives a different statement key; never a merge."""
+    import random
+
+    rng = random.Random(seed)
+    for sentence in _sentences(seed, 200):
+        words = sentence.split()
+        number = next(w for w in words if w.isdigit())
+        digit = rng.randrange(len(number))
+        other = number[:digit] + str((int(number[digit]) + rng.randint(1, 9)) % 10) + number[digit + 1:]
+        assert not same_statement(sentence, sentence.replace(number, other, 1))
+        a, b = rng.sample(range(len(words)), 2)
+        if words[a].lower() != words[b].lower():
+            swapped = list(words)
+            swapped[a], swapped[b] = swapped[b], swapped[a]
+            assert not same_statement(sentence, " ".join(swapped))
+        replaced = list(words)
+        replaced[a] = next(w for w in WORDS if w.lower() not in sentence.lower())
+        assert not same_statement(sentence, " ".join(replaced))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_real_use_case_and_punctuation_alone_are_the_same_fact(seed):
+    for sentence in _sentences(seed, 200):
+        assert same_statement(sentence, sentence.upper() + ".")
+        assert same_statement(sentence, "Remember that " + sentence + "!")
