@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from memos_cli import crypto
+from memos_cli import crypto, retrieval
 from memos_cli.atomic import write_atomic
 from memos_cli.audit import AuditLog, Event
 from memos_cli.config import EmbeddingSettings, embedding_settings, recall_floor, store_settings
@@ -898,16 +898,20 @@ class MemoryEngine:
 
     def _first_hits(self, codec: RecordCodec, ranked: list[Candidate],
                     keep: _Relevant, limit: int) -> list[Hit]:
-        """Open ranked rows in order until ``limit`` pass the filters (decrypt no more)."""
+        """Open ranked rows in order until the best ``limit`` that pass the filters are
+        known (``retrieval.settled``: decrypt no more), best first by their text-adjusted
+        rank score (``retrieval.answer_score``)."""
         hits: list[Hit] = []
+        scores: list[float] = []
         for candidate in ranked:
+            if retrieval.settled(scores, limit, candidate.fused):
+                break
             for _row, memory in self._open_rows(codec, [candidate.row]):
                 hit = keep(memory, candidate)
                 if hit is not None:
                     hits.append(hit)
-            if len(hits) >= limit:
-                break
-        return hits
+                    scores.append(retrieval.answer_score(candidate.fused, memory.text))
+        return [hits[n] for n in retrieval.best_first(scores)[:limit]]
 
     def _fuse(self, query: np.ndarray, ids: list[str], keyword_scores: np.ndarray,
               coverage: tuple[np.ndarray, np.ndarray], want: int) -> list[Candidate]:
