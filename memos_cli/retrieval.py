@@ -11,15 +11,39 @@ What was measured, kept and dropped is in docs/benchmarks.md (issue 14).
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 # A memory that asks a question ("What books do you have?") shares the words of a
 # question about the same thing, but rarely holds its answer: in a conversation the
-# answer is the next turn. Measured in z-units of the fused score (LoCoMo, tuning
-# conversations: recall@10 0.796 -> 0.819; 0.5 gave 0.808, 1.5 gave 0.817).
+# answer is the next turn. In z-units of the fused score (docs/benchmarks.md, issue 14).
 QUESTION_PENALTY = 1.0
+# A conversation turn ("Melanie: ...") said by someone other than the person a query
+# names ("What did Caroline research?") is rarely about that person. Same units.
+AUTHOR_PENALTY = 1.5
+
+_AUTHOR = re.compile(r"^([A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,2}):\s")  # "Name:" or "First Last:"
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(_WORD.findall(text.lower()))
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What the ranking needs to know of a query, worked out once per recall."""
+
+    words: frozenset[str]
+    names_someone: bool  # a capitalised word after the first: a name, most likely
+
+    @classmethod
+    def of(cls, query: str) -> "Asked":
+        later = re.findall(r"[A-Za-z][\w']+", query)[1:]
+        return cls(_words(query), any(w[0].isupper() for w in later))
 
 
 def asks(text: str) -> bool:
@@ -27,9 +51,18 @@ def asks(text: str) -> bool:
     return "?" in text
 
 
-def answer_score(fused: float, text: str) -> float:
-    """A candidate's rank score once its text is known: lowered if it asks a question."""
-    return fused - (QUESTION_PENALTY if asks(text) else 0.0)
+def said_by_another(text: str, asked: Asked) -> bool:
+    """Whether a memory is a turn ("Name: ...") by someone the query does not name, when
+    it names someone. Notes without a speaker are never "another's"."""
+    author = _AUTHOR.match(text)
+    return asked.names_someone and author is not None and not (_words(author[1]) & asked.words)
+
+
+def answer_score(fused: float, text: str, asked: Asked) -> float:
+    """A candidate's rank score once its text is known: lowered if it asks a question,
+    and if it is another person's turn. Only ever lowered (``settled`` relies on it)."""
+    return (fused - (QUESTION_PENALTY if asks(text) else 0.0)
+            - (AUTHOR_PENALTY if said_by_another(text, asked) else 0.0))
 
 
 def settled(scores: Sequence[float], limit: int, next_fused: float) -> bool:
