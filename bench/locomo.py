@@ -265,8 +265,10 @@ def _abstain(engine: MemoryEngine, foreign: dict, own: dict, question_cap: int |
     questions = [q for q in load_questions(foreign, known, {}) if q.category != 5][:question_cap]
     for q in questions:
         text = swap_names(q.text, names)
-        for floor in floors:
-            silent = not engine.recall(text, limit=10, floor=floor, record_access=False)
+        silent = False
+        for floor in floors:  # ascending: nothing above one floor is nothing above a higher
+            # One memory above the floor is enough to answer: limit 1 stops at the first.
+            silent = silent or not engine.recall(text, limit=1, floor=floor, record_access=False)
             abstention.silent.setdefault(floor, []).append(silent)
 
 
