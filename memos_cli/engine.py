@@ -911,7 +911,8 @@ class MemoryEngine:
                 hit = keep(memory, candidate)
                 if hit is not None:
                     hits.append(hit)
-                    scores.append(retrieval.answer_score(candidate.fused, memory.text, asked))
+                    scores.append(retrieval.answer_score(candidate.fused, memory.text, asked,
+                                                         memory.kind == "episode"))
         return [hits[n] for n in retrieval.best_first(scores)[:limit]]
 
     def _fuse(self, query: np.ndarray, ids: list[str], keyword_scores: np.ndarray,

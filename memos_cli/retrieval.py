@@ -21,8 +21,9 @@ import numpy as np
 # question about the same thing, but rarely holds its answer: in a conversation the
 # answer is the next turn. In z-units of the fused score (docs/benchmarks.md, issue 14).
 QUESTION_PENALTY = 1.0
-# A conversation turn ("Melanie: ...") said by someone other than the person a query
-# names ("What did Caroline research?") is rarely about that person. Same units.
+# A conversation turn (an episode, "Melanie: ...") said by someone other than the person
+# a query names ("What did Caroline research?") is rarely about that person. Same units.
+# Only episodes: a note such as "Reminder: call Ana" has no speaker.
 AUTHOR_PENALTY = 1.5
 
 _AUTHOR = re.compile(r"^([A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,2}):\s")  # "Name:" or "First Last:"
@@ -52,17 +53,19 @@ def asks(text: str) -> bool:
 
 
 def said_by_another(text: str, asked: Asked) -> bool:
-    """Whether a memory is a turn ("Name: ...") by someone the query does not name, when
-    it names someone. Notes without a speaker are never "another's"."""
+    """Whether a conversation turn ("Name: ...") is by someone the query does not name,
+    when it names someone. Text without a speaker is never "another's"."""
     author = _AUTHOR.match(text)
     return asked.names_someone and author is not None and not (_words(author[1]) & asked.words)
 
 
-def answer_score(fused: float, text: str, asked: Asked) -> float:
+def answer_score(fused: float, text: str, asked: Asked, turn: bool) -> float:
     """A candidate's rank score once its text is known: lowered if it asks a question,
-    and if it is another person's turn. Only ever lowered (``settled`` relies on it)."""
+    and if it is a conversation ``turn`` (an episode) by another person. Only ever
+    lowered (``settled`` relies on it)."""
+    another = turn and said_by_another(text, asked)
     return (fused - (QUESTION_PENALTY if asks(text) else 0.0)
-            - (AUTHOR_PENALTY if said_by_another(text, asked) else 0.0))
+            - (AUTHOR_PENALTY if another else 0.0))
 
 
 def settled(scores: Sequence[float], limit: int, next_fused: float) -> bool:

@@ -292,13 +292,13 @@ def test_recall_puts_a_memory_that_answers_before_one_that_asks(engine_factory):
 
 def test_recall_puts_the_named_persons_turn_before_anothers(engine_factory):
     # Issue 14: "what did Caroline like" is about Caroline's own turns, even when another
-    # speaker's turn holds more of the query's words.
+    # speaker's turn holds more of the query's words. (All episodes: conversation turns.)
     eng = engine_factory()
-    eng.remember_many([NewMemory(text) for text in (
+    eng.remember_many([NewMemory(text, kind="episode") for text in (
         "buy oat milk", "the car needs new tyres", "dentist appointment on tuesday",
         "call the plumber about the sink", "renew the passport before june")])
-    eng.remember(NewMemory("Melanie: Caroline and I liked the class"))
-    eng.remember(NewMemory("Caroline: the pottery class was fun"))
+    eng.remember(NewMemory("Melanie: Caroline and I liked the class", kind="episode"))
+    eng.remember(NewMemory("Caroline: the pottery class was fun", kind="episode"))
     hits = eng.recall("which class did Caroline like", limit=2, floor=0)
     assert [h.memory.text for h in hits] == ["Caroline: the pottery class was fun",
                                              "Melanie: Caroline and I liked the class"]
