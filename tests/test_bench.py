@@ -47,3 +47,12 @@ def test_samefact_bench_compares_the_old_and_new_merge_rules():
     assert rules["new: same statement"]["different_merged"] == 0
     assert rules["new: same statement"]["same_rate"] >= 0.7
     assert all(r["different"] + r["same"] >= 60 for r in rules.values())
+
+
+def test_locomo_abstention_swaps_the_speakers_names_whole_words_only():
+    from bench.locomo import swap_names
+
+    names = {"Caroline": "Jon", "Melanie": "Gina"}
+    assert (swap_names("What did Caroline tell Melanie about Caroline's art?", names)
+            == "What did Jon tell Gina about Jon's art?")
+    assert swap_names("Carolines and Melanies", names) == "Carolines and Melanies"
