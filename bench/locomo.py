@@ -214,7 +214,8 @@ def run(data: Path, conversations: int | None, question_cap: int | None,
         turn_cap: int | None, floors: tuple[float, ...] = ()) -> dict:
     samples = json.loads(data.read_text())[:conversations]
     embedder = LocalMiniLM()
-    scores, skipped, abstention = Scores(), {}, Abstention()
+    scores, abstention = Scores(), Abstention()
+    skipped: dict[str, int] = {}
     floors = tuple(sorted({RECALL_FLOOR, *floors}))
     ingest_seconds, turns_total, latencies = 0.0, 0, []
     for n, sample in enumerate(samples):
