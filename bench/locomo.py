@@ -8,7 +8,19 @@ evidence turns are scored: recall@k, hit@k, nDCG@10, per category and overall.
 Two baselines see the same turns in the same run: BM25 alone and dense vectors alone.
 The dataset's observations and summaries are never read.
 
+Recall is measured twice: with floor 0 (the ranking's quality: every candidate may be
+shown) and with the configured relevance floor (what a user sees). Recall@k is also
+reported for a tuning part and a held-out part of the conversations (TUNING below):
+choices about recall are made on the tuning part only.
+
+Abstention: each conversation's questions (categories 1-4) are also asked of the next
+conversation's store, its speakers' names swapped in. Nothing there answers them, so a
+good recall prints nothing above its floor; the share that does is reported, beside
+the share of own-store questions whose evidence (found in the top 10 at floor 0) is
+still shown above the floor. ``--floors`` adds other floors to compare.
+
     python bench/locomo.py [--data PATH] [--json] [--conversations N] [--questions N]
+                           [--floors 0.25,0.35]
 """
 
 from __future__ import annotations
@@ -28,13 +40,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._report import machine, percentiles_ms, table, temporary_home
 from memos_cli.embedding import LocalMiniLM
+from memos_cli.config import RECALL_FLOOR
 from memos_cli.engine import MemoryEngine, NewMemory
 from memos_cli.keyword import K1, B, tokenize
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo" / "locomo-dev.json"
 KS = (5, 10, 20, 50)
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
-SYSTEMS = ("memos", "bm25", "dense")
+SYSTEMS = ("memos", "memos-floor", "bm25", "dense")
+TUNING = ("conv-26", "conv-30", "conv-41")  # choices are made on these; the rest is held out
+PARTS = {"tuning": "memos-tuning", "held-out": "memos-held-out"}  # floor 0, by part
 
 
 @dataclass
@@ -49,6 +64,37 @@ class Question:
     text: str
     category: int
     evidence: list[str]
+
+
+def swap_names(text: str, names: dict[str, str]) -> str:
+    """The question with one conversation's speakers named as another's ("Caroline's" too)."""
+    if not names:
+        return text
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+    return pattern.sub(lambda m: names[m[1]], text)
+
+
+def speakers(sample: dict) -> tuple[str, str]:
+    return sample["conversation"]["speaker_a"], sample["conversation"]["speaker_b"]
+
+
+@dataclass
+class Abstention:
+    """Per floor: foreign questions answered with nothing; own evidence still shown."""
+
+    silent: dict = field(default_factory=dict)  # floor -> [bool per foreign question]
+    kept: dict = field(default_factory=dict)  # floor -> [bool per own question with evidence at floor 0]
+
+    def summary(self) -> dict:
+        return {f"{floor:g}": {"foreign_answered_with_nothing": _share(self.silent[floor]),
+                               "own_evidence_kept": _share(self.kept.get(floor, [])),
+                               "foreign_questions": len(self.silent[floor]),
+                               "own_questions": len(self.kept.get(floor, []))}
+                for floor in sorted(self.silent)}
+
+
+def _share(flags: list[bool]) -> float | None:
+    return round(sum(flags) / len(flags), 4) if flags else None
 
 
 @dataclass
@@ -165,14 +211,17 @@ class PlainBM25:
 
 
 def run(data: Path, conversations: int | None, question_cap: int | None,
-        turn_cap: int | None) -> dict:
+        turn_cap: int | None, floors: tuple[float, ...] = ()) -> dict:
     samples = json.loads(data.read_text())[:conversations]
     embedder = LocalMiniLM()
-    scores, skipped = Scores(), {}
+    scores, abstention = Scores(), Abstention()
+    skipped: dict[str, int] = {}
+    floors = tuple(sorted({RECALL_FLOOR, *floors}))
     ingest_seconds, turns_total, latencies = 0.0, 0, []
-    for sample in samples:
+    for n, sample in enumerate(samples):
         turns = load_conversation(sample)[:turn_cap]
         questions = load_questions(sample, {t.dia_id for t in turns}, skipped)[:question_cap]
+        part = PARTS["tuning" if sample["sample_id"] in TUNING else "held-out"]
         with temporary_home():
             engine = MemoryEngine(embedder=embedder)
             started = time.perf_counter()
@@ -188,11 +237,40 @@ def run(data: Path, conversations: int | None, question_cap: int | None,
             engine.recall("warm-up", 1)  # loads the keyword index: not part of a question's time
             for q in questions:
                 started = time.perf_counter()
-                hits = engine.recall(q.text, limit=max(KS))
+                ranked = _refs(engine.recall(q.text, limit=max(KS), floor=0.0))
                 latencies.append(time.perf_counter() - started)
-                scores.add("memos", q.category, [h.memory.source_ref for h in hits], q.evidence)
+                for system in ("memos", part):
+                    scores.add(system, q.category, ranked, q.evidence)
+                scores.add("memos-floor", q.category,
+                           _refs(engine.recall(q.text, limit=max(KS), floor=RECALL_FLOOR,
+                                               record_access=False)), q.evidence)
+                if q.category != 5 and set(q.evidence) & set(ranked[:10]):
+                    for floor in floors:
+                        shown = _refs(engine.recall(q.text, limit=10, floor=floor, record_access=False))
+                        abstention.kept.setdefault(floor, []).append(bool(set(q.evidence) & set(shown)))
+            if len(samples) > 1:  # the previous conversation's questions, asked of this store
+                _abstain(engine, samples[n - 1], sample, question_cap, floors, abstention)
         _baselines(turns, questions, embedder, scores)
-    return _summary(scores, skipped, turns_total, ingest_seconds, latencies, data)
+    return _summary(scores, skipped, turns_total, ingest_seconds, latencies, data, abstention)
+
+
+def _refs(hits: list) -> list[str]:
+    return [h.memory.source_ref for h in hits]
+
+
+def _abstain(engine: MemoryEngine, foreign: dict, own: dict, question_cap: int | None,
+             floors: tuple[float, ...], abstention: Abstention) -> None:
+    """Ask ``own``'s store the questions of ``foreign``, its speakers renamed to ``own``'s."""
+    names = dict(zip(speakers(foreign), speakers(own)))
+    known = {t.dia_id for t in load_conversation(foreign)}
+    questions = [q for q in load_questions(foreign, known, {}) if q.category != 5][:question_cap]
+    for q in questions:
+        text = swap_names(q.text, names)
+        silent = False
+        for floor in floors:  # ascending: nothing above one floor is nothing above a higher
+            # One memory above the floor is enough to answer: limit 1 stops at the first.
+            silent = silent or not engine.recall(text, limit=1, floor=floor, record_access=False)
+            abstention.silent.setdefault(floor, []).append(silent)
 
 
 def _baselines(turns: list[Turn], questions: list[Question], embedder, scores: Scores) -> None:
@@ -207,10 +285,10 @@ def _baselines(turns: list[Turn], questions: list[Question], embedder, scores: S
 
 
 def _summary(scores: Scores, skipped: dict, turns: int, ingest_s: float, latencies: list,
-             data: Path) -> dict:
+             data: Path, abstention: Abstention) -> dict:
     core, every = (1, 2, 3, 4), (1, 2, 3, 4, 5)
     return {
-        "data": str(data), "machine": machine(),
+        "data": str(data), "machine": machine(), "floor": RECALL_FLOOR,
         "questions": {CATEGORIES[c]: scores.count(c) for c in every},
         "recall_at": {str(k): round(scores.mean("memos", core, f"recall@{k}"), 4) for k in KS},
         "recall_at_1_5": {str(k): round(scores.mean("memos", every, f"recall@{k}"), 4) for k in KS},
@@ -228,6 +306,16 @@ def _summary(scores: Scores, skipped: dict, turns: int, ingest_s: float, latenci
                                    for k in KS},
                      "ndcg_at_10": round(scores.mean(system, core, "ndcg@10"), 4)}
             for system in ("bm25", "dense")},
+        "shown": {"recall_at": {str(k): round(scores.mean("memos-floor", core, f"recall@{k}"), 4)
+                                for k in KS},
+                  "ndcg_at_10": round(scores.mean("memos-floor", core, "ndcg@10"), 4)},
+        "parts": {
+            name: {"conversations": list(TUNING) if name == "tuning" else "the others",
+                   "recall@10": round(scores.mean(system, core, "recall@10"), 4),
+                   "by_category": {f"{c} {CATEGORIES[c]}": round(scores.mean(system, (c,), "recall@10"), 4)
+                                   for c in core}}
+            for name, system in PARTS.items()},
+        "abstention": abstention.summary(),
         "latency_ms": percentiles_ms(latencies),
         "ingest_turns_per_s": round(turns / ingest_s, 1) if ingest_s else None,
         "skipped": skipped,
@@ -236,9 +324,10 @@ def _summary(scores: Scores, skipped: dict, turns: int, ingest_s: float, latenci
 
 def render(result: dict) -> str:
     core = result["recall_at"]
-    rows = [["memos (default recall)"] + [core[str(k)] for k in KS] + [result["ndcg_at_10"], "1.00"]]
-    for system, label in (("bm25", "BM25 alone"), ("dense", "dense alone")):
-        base = result["baselines"][system]
+    rows = [["memos, floor 0 (ranking)"] + [core[str(k)] for k in KS] + [result["ndcg_at_10"], "1.00"]]
+    for system, label in (("memos-floor", f"memos, floor {result['floor']:g} (shown)"),
+                          ("bm25", "BM25 alone"), ("dense", "dense alone")):
+        base = result["shown"] if system == "memos-floor" else result["baselines"][system]
         ratio = core["10"] / base["recall_at"]["10"] if base["recall_at"]["10"] else float("nan")
         rows.append([label] + [base["recall_at"][str(k)] for k in KS] + [base["ndcg_at_10"],
                                                                           f"memos x{ratio:.2f}"])
@@ -246,11 +335,22 @@ def render(result: dict) -> str:
            table(["system"] + [f"R@{k}" for k in KS] + ["nDCG@10", "R@10 ratio"], rows), ""]
     cat_rows = []
     for name, systems in result["by_category"].items():
-        m, b, d = (systems[s]["recall@10"] for s in SYSTEMS)
+        m, f, b, d = (systems[s]["recall@10"] for s in SYSTEMS)
         count = result["questions"][name.split(" ", 1)[1]]
-        cat_rows.append([name, count, m, b, d, f"x{m / b:.2f}" if b else "-"])
+        cat_rows.append([name, count, m, f, b, d, f"x{m / b:.2f}" if b else "-"])
     out += ["Recall@10 by category (the dataset's numbering)", "",
-            table(["category", "questions", "memos", "BM25", "dense", "memos/BM25"], cat_rows), ""]
+            table(["category", "questions", "memos", "memos>floor", "BM25", "dense", "memos/BM25"],
+                  cat_rows), ""]
+    part_rows = [[name, part["recall@10"], *part["by_category"].values()]
+                 for name, part in result["parts"].items()]
+    out += ["Recall@10 at floor 0, tuning and held-out conversations", "",
+            table(["part", "1-4", *[c for c in result["by_category"] if not c.startswith("5")]],
+                  part_rows), ""]
+    if result["abstention"]:
+        rows = [[floor, a["foreign_answered_with_nothing"], a["own_evidence_kept"]]
+                for floor, a in result["abstention"].items()]
+        out += ["Abstention: questions asked of another conversation (names swapped)", "",
+                table(["floor", "foreign: nothing shown", "own: evidence still shown"], rows), ""]
     out.append(f"categories 1-5, memos R@10: {result['recall_at_1_5']['10']:.3f}")
     out.append(f"ingest: {result['ingest_turns_per_s']} turns/s; recall latency p50 "
                f"{result['latency_ms']['p50']} ms, p95 {result['latency_ms']['p95']} ms")
@@ -266,8 +366,11 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, help="only the first N conversations")
     parser.add_argument("--questions", type=int, help="at most N questions per conversation")
     parser.add_argument("--turns", type=int, help="at most N turns per conversation")
+    parser.add_argument("--floors", default="", help="more relevance floors for the abstention "
+                        "measure, comma-separated (the default floor is always measured)")
     args = parser.parse_args()
-    result = run(args.data, args.conversations, args.questions, args.turns)
+    floors = tuple(float(f) for f in args.floors.split(",") if f.strip())
+    result = run(args.data, args.conversations, args.questions, args.turns, floors)
     print(json.dumps(result, indent=2) if args.json else render(result))
 
 

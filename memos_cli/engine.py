@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from memos_cli import crypto
+from memos_cli import crypto, retrieval
 from memos_cli.atomic import write_atomic
 from memos_cli.audit import AuditLog, Event
 from memos_cli.config import EmbeddingSettings, embedding_settings, recall_floor, store_settings
@@ -890,18 +890,19 @@ class MemoryEngine:
             ids, keyword_scores = index.scores(query)
             coverage = index.coverage(query)[1:]
             total, want = len(index), max(CANDIDATES, limit * 3)
-            period = query_period(query)
+            period, asked = query_period(query), retrieval.Asked.of(query)
             while True:
                 ranked = self._fuse(blinded, ids, keyword_scores, coverage, want)
                 relevant = _Relevant(keep, floor, period)
-                hits = self._first_hits(codec, ranked, relevant, limit if period is None else want)
+                hits = self._first_hits(codec, ranked, relevant, asked,
+                                        limit if period is None else want)
                 if len(hits) >= limit or want >= total:
                     break
                 want *= 4
             if period is not None:
                 hits = _favour_period(hits, period)[:limit]
             elif _crowded_by_episodes(hits, query):
-                hits = _facts_first(self._first_hits(codec, ranked, relevant, want))[:limit]
+                hits = _facts_first(self._first_hits(codec, ranked, relevant, asked, want))[:limit]
             if record_access:
                 self._touch(hits)
             return hits
@@ -932,17 +933,22 @@ class MemoryEngine:
             hit.memory.last_access = now
 
     def _first_hits(self, codec: RecordCodec, ranked: list[Candidate],
-                    keep: _Relevant, limit: int) -> list[Hit]:
-        """Open ranked rows in order until ``limit`` pass the filters (decrypt no more)."""
+                    keep: _Relevant, asked: retrieval.Asked, limit: int) -> list[Hit]:
+        """Open ranked rows in order until the best ``limit`` that pass the filters are
+        known (``retrieval.settled``: decrypt no more), best first by their text-adjusted
+        rank score (``retrieval.answer_score``)."""
         hits: list[Hit] = []
+        scores: list[float] = []
         for candidate in ranked:
+            if retrieval.settled(scores, limit, candidate.fused):
+                break
             for _row, memory in self._open_rows(codec, [candidate.row]):
                 hit = keep(memory, candidate)
                 if hit is not None:
                     hits.append(hit)
-            if len(hits) >= limit:
-                break
-        return hits
+                    scores.append(retrieval.answer_score(candidate.fused, memory.text, asked,
+                                                         memory.kind == "episode"))
+        return [hits[n] for n in retrieval.best_first(scores)[:limit]]
 
     def _fuse(self, query: np.ndarray, ids: list[str], keyword_scores: np.ndarray,
               coverage: tuple[np.ndarray, np.ndarray], want: int) -> list[Candidate]:

@@ -52,3 +52,12 @@ def test_samefact_bench_compares_the_old_and_new_merge_rules():
 def test_mcp_start_bench_times_initialize():
     result = _run("bench/mcp_start.py", "--runs", "1")
     assert result["runs"] == 1 and result["initialize_ms"]["p50"] > 0
+
+
+def test_locomo_abstention_swaps_the_speakers_names_whole_words_only():
+    from bench.locomo import swap_names
+
+    names = {"Caroline": "Jon", "Melanie": "Gina"}
+    assert (swap_names("What did Caroline tell Melanie about Caroline's art?", names)
+            == "What did Jon tell Gina about Jon's art?")
+    assert swap_names("Carolines and Melanies", names) == "Carolines and Melanies"

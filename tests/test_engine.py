@@ -274,3 +274,31 @@ def test_supersede_links_new_to_old_and_ends_the_old(engine_factory):
     assert before.status == "invalid" and before.valid_to
     assert after.derived_from == [old.id] and after.valid_from
     assert [h.memory.text for h in eng.recall("where do I live", 5)] == ["I live in York"]
+
+
+def test_recall_puts_a_memory_that_answers_before_one_that_asks(engine_factory):
+    # Issue 14: a question shares the query's words but rarely holds the answer. Here the
+    # question is the closer match by fused rank; the statement must still come first.
+    eng = engine_factory()
+    eng.remember_many([NewMemory(text) for text in (
+        "buy oat milk", "the car needs new tyres", "dentist appointment on tuesday",
+        "call the plumber about the sink", "renew the passport before june")])
+    eng.remember(NewMemory("which books are in the library ?"))
+    eng.remember(NewMemory("the library has kids books and classics"))
+    hits = eng.recall("books in the library", limit=2, floor=0)
+    assert [h.memory.text for h in hits] == ["the library has kids books and classics",
+                                             "which books are in the library ?"]
+
+
+def test_recall_puts_the_named_persons_turn_before_anothers(engine_factory):
+    # Issue 14: "what did Caroline like" is about Caroline's own turns, even when another
+    # speaker's turn holds more of the query's words. (All episodes: conversation turns.)
+    eng = engine_factory()
+    eng.remember_many([NewMemory(text, kind="episode") for text in (
+        "buy oat milk", "the car needs new tyres", "dentist appointment on tuesday",
+        "call the plumber about the sink", "renew the passport before june")])
+    eng.remember(NewMemory("Melanie: Caroline and I liked the class", kind="episode"))
+    eng.remember(NewMemory("Caroline: the pottery class was fun", kind="episode"))
+    hits = eng.recall("which class did Caroline like", limit=2, floor=0)
+    assert [h.memory.text for h in hits] == ["Caroline: the pottery class was fun",
+                                             "Melanie: Caroline and I liked the class"]
