@@ -12,7 +12,6 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import re
 import secrets
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -37,6 +36,8 @@ from memos_cli.memory import (CORRECTED, TIERS, Memory, Version, as_of, check_ki
                               normalise_tags)
 from memos_cli.paths import Paths, resolve_paths, resolve_profile
 from memos_cli.records import RecordCodec
+from memos_cli.retrieval import (Candidate, Hit, crowded_by_episodes, facts_first, favour_period,
+                                 happened_in, keyword_evidence, relevance, top, zscore)
 from memos_cli.store import ChromaStore, Remote
 from memos_cli.usage import UsageLog
 from memos_cli.vault import Vault
@@ -46,47 +47,8 @@ STORE_FORMAT = 1
 CANDIDATES = 50  # from each retriever, before fusion (more when filters drop many)
 Progress = Callable[[int, int], None]  # (done, total)
 MIN_PREFIX = 4
-NEIGHBOUR_GATE = 0.1  # least cosine for a memory to borrow its neighbours' words as evidence
 JOIN_HINT = (": run 'memos key export' on a machine that opens the store and "
              "'memos key import FILE' here")
-
-
-@dataclass
-class Hit:
-    memory: Memory
-    score: float  # relevance 0..1 on an absolute scale (see ``relevance``), not a rank
-    similarity: float = 0.0  # cosine similarity of query and memory, -1..1
-    coverage: float = 0.0  # share of the query's word weight it holds (keyword_evidence), 0..1
-
-
-def relevance(cosine: float, coverage: float) -> float:
-    """How well one memory answers a query, 0..1, from evidence about that memory alone:
-    close in meaning (cosine), or holding the query's rare words (``keyword_evidence``).
-
-    Unlike the fused rank (z-scores over the candidates) it reads the same with one
-    candidate or a thousand, so a floor on it can say "nothing relevant"."""
-    return max(0.0, min(1.0, max(cosine, coverage)))
-
-
-def keyword_evidence(memory: Memory, cosine: float, own: float, window: float) -> float:
-    """The share of the query's word weight a memory holds. Its thread neighbours' words
-    count only where a thread means something, memories of one event or conversation
-    (the same ``occurred_at``), and only for a memory at least loosely about the query:
-    notes typed in the same second say nothing about each other."""
-    if memory.occurred_at is None or cosine < NEIGHBOUR_GATE:
-        return own
-    return max(own, window)
-
-
-@dataclass
-class Candidate:
-    """A row proposed by the retrievers, with its evidence, before it is decrypted."""
-
-    row: Any
-    fused: float  # rank score: z-scores of both retrievers over the candidates, summed
-    cosine: float
-    own: float  # share of the query's word weight in its own words
-    window: float  # ... in its own and its thread neighbours' words
 
 
 @dataclass
@@ -900,9 +862,9 @@ class MemoryEngine:
                     break
                 want *= 4
             if period is not None:
-                hits = _favour_period(hits, period)[:limit]
-            elif _crowded_by_episodes(hits, query):
-                hits = _facts_first(self._first_hits(codec, ranked, relevant, asked, want))[:limit]
+                hits = favour_period(hits, period)[:limit]
+            elif crowded_by_episodes(hits, query):
+                hits = facts_first(self._first_hits(codec, ranked, relevant, asked, want))[:limit]
             if record_access:
                 self._touch(hits)
             return hits
@@ -956,14 +918,14 @@ class MemoryEngine:
         rows = {row.id: row for row in self.store.query(query, min(want, len(ids)))}
         cosine = {i: 1.0 - float(row.distance or 0.0) for i, row in rows.items()}  # query rows
         position = self._keyword_index().positions()
-        top_words = [ids[n] for n in _top(keyword_scores, want) if keyword_scores[n] > 0]
+        top_words = [ids[n] for n in top(keyword_scores, want) if keyword_scores[n] > 0]
         for row in self.store.get([i for i in top_words if i not in rows], with_vectors=True):
             rows[row.id] = row
             assert row.vector is not None  # asked for with_vectors
             cosine[row.id] = float(np.dot(row.vector, query))  # rotation keeps dot products
         order = list(rows)
-        dense = _zscore(np.array([cosine[i] for i in order]))
-        words = _zscore(np.array([keyword_scores[position[i]] if i in position else 0.0
+        dense = zscore(np.array([cosine[i] for i in order]))
+        words = zscore(np.array([keyword_scores[position[i]] if i in position else 0.0
                                   for i in order]))
         fused = dense + words
         own, window = coverage
@@ -1267,47 +1229,6 @@ def _entry(memory: Memory) -> Entry:
     return Entry(memory.id, memory.occurred_at or memory.created_at, tokenize(memory.text))
 
 
-def _favour_period(hits: list[Hit], period: tuple[datetime, datetime]) -> list[Hit]:
-    """A query that names a time ("last week", "in March") puts what happened then first."""
-    # stable: keeps the ranking within each
-    return sorted(hits, key=lambda h: not _happened_in(h.memory, period))
-
-
-def _happened_in(memory: Memory, period: tuple[datetime, datetime]) -> bool:
-    start, end = period
-    return start <= from_iso(memory.occurred_at or memory.created_at) < end
-
-
-# Words of a question about a conversation rather than about a fact.
-_ABOUT_TALK = re.compile(r"\b(talk\w*|said|say|discuss\w*|conversations?|chat\w*|mention\w*|"
-                         r"told|episodes?)\b", re.IGNORECASE)
-
-
-def _crowded_by_episodes(hits: list[Hit], query: str) -> bool:
-    """Whether transcripts took places a question about facts should give to facts."""
-    return any(h.memory.kind == "episode" for h in hits) and not _ABOUT_TALK.search(query)
-
-
-def _facts_first(hits: list[Hit]) -> list[Hit]:
-    """A chat's transcript repeats the words of every fact it mentions, so it ranks
-    beside them: put what is known before transcripts of saying it (stable: keeps the
-    ranking within each). A question about a conversation, or a time, keeps them."""
-    return sorted(hits, key=lambda h: h.memory.kind == "episode")
-
-
-def _top(scores: np.ndarray, count: int) -> np.ndarray:
-    """Indices of the ``count`` highest scores, best first (partial sort: fast at 100k)."""
-    if count >= len(scores):
-        return np.argsort(-scores, kind="stable")
-    part = np.argpartition(-scores, count)[:count]
-    return part[np.argsort(-scores[part], kind="stable")]
-
-
-def _zscore(values: np.ndarray) -> np.ndarray:
-    spread = float(values.std()) if len(values) else 0.0
-    return (values - values.mean()) / spread if spread > 1e-9 else np.zeros_like(values)
-
-
 def _end_validity(memory: Memory) -> None:
     memory.status = "invalid"
     memory.valid_to = to_iso(now_utc())
@@ -1326,7 +1247,7 @@ class _Relevant:
         score = relevance(candidate.cosine, words)
         # Naming a time is evidence too: what happened then clears the floor.
         relevant = score >= self.floor or (self.period is not None
-                                           and _happened_in(memory, self.period))
+                                           and happened_in(memory, self.period))
         shown = self.keep.shown(memory) if relevant else None
         return None if shown is None else Hit(shown, score, candidate.cosine, words)
 

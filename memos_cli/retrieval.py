@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from datetime import datetime
+from typing import Any, Sequence
 
 import numpy as np
+
+from memos_cli.memory import Memory
+from memos_cli.timeparse import from_iso
 
 # A memory that asks a question ("What books do you have?") shares the words of a
 # question about the same thing, but rarely holds its answer: in a conversation the
@@ -80,3 +84,87 @@ def settled(scores: Sequence[float], limit: int, next_fused: float) -> bool:
 def best_first(scores: Sequence[float]) -> list[int]:
     """Positions of ``scores`` best first; ties keep their order (the fused order)."""
     return [int(i) for i in np.argsort(-np.asarray(scores, dtype=float), kind="stable")]
+
+
+# --- evidence and fusion over candidates (moved from engine.py: pure, no store) ------
+
+NEIGHBOUR_GATE = 0.1  # least cosine for a memory to borrow its neighbours' words as evidence
+
+
+@dataclass
+class Hit:
+    memory: Memory
+    score: float  # relevance 0..1 on an absolute scale (see ``relevance``), not a rank
+    similarity: float = 0.0  # cosine similarity of query and memory, -1..1
+    coverage: float = 0.0  # share of the query's word weight it holds (keyword_evidence), 0..1
+
+
+def relevance(cosine: float, coverage: float) -> float:
+    """How well one memory answers a query, 0..1, from evidence about that memory alone:
+    close in meaning (cosine), or holding the query's rare words (``keyword_evidence``).
+
+    Unlike the fused rank (z-scores over the candidates) it reads the same with one
+    candidate or a thousand, so a floor on it can say "nothing relevant"."""
+    return max(0.0, min(1.0, max(cosine, coverage)))
+
+
+def keyword_evidence(memory: Memory, cosine: float, own: float, window: float) -> float:
+    """The share of the query's word weight a memory holds. Its thread neighbours' words
+    count only where a thread means something, memories of one event or conversation
+    (the same ``occurred_at``), and only for a memory at least loosely about the query:
+    notes typed in the same second say nothing about each other."""
+    if memory.occurred_at is None or cosine < NEIGHBOUR_GATE:
+        return own
+    return max(own, window)
+
+
+@dataclass
+class Candidate:
+    """A row proposed by the retrievers, with its evidence, before it is decrypted."""
+
+    row: Any
+    fused: float  # rank score: z-scores of both retrievers over the candidates, summed
+    cosine: float
+    own: float  # share of the query's word weight in its own words
+    window: float  # ... in its own and its thread neighbours' words
+
+
+def favour_period(hits: list[Hit], period: tuple[datetime, datetime]) -> list[Hit]:
+    """A query that names a time ("last week", "in March") puts what happened then first."""
+    # stable: keeps the ranking within each
+    return sorted(hits, key=lambda h: not happened_in(h.memory, period))
+
+
+def happened_in(memory: Memory, period: tuple[datetime, datetime]) -> bool:
+    start, end = period
+    return start <= from_iso(memory.occurred_at or memory.created_at) < end
+
+
+# Words of a question about a conversation rather than about a fact.
+_ABOUT_TALK = re.compile(r"\b(talk\w*|said|say|discuss\w*|conversations?|chat\w*|mention\w*|"
+                         r"told|episodes?)\b", re.IGNORECASE)
+
+
+def crowded_by_episodes(hits: list[Hit], query: str) -> bool:
+    """Whether transcripts took places a question about facts should give to facts."""
+    return any(h.memory.kind == "episode" for h in hits) and not _ABOUT_TALK.search(query)
+
+
+def facts_first(hits: list[Hit]) -> list[Hit]:
+    """A chat's transcript repeats the words of every fact it mentions, so it ranks
+    beside them: put what is known before transcripts of saying it (stable: keeps the
+    ranking within each). A question about a conversation, or a time, keeps them."""
+    return sorted(hits, key=lambda h: h.memory.kind == "episode")
+
+
+def top(scores: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the ``count`` highest scores, best first (partial sort: fast at 100k)."""
+    if count >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, count)[:count]
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
+def zscore(values: np.ndarray) -> np.ndarray:
+    spread = float(values.std()) if len(values) else 0.0
+    return (values - values.mean()) / spread if spread > 1e-9 else np.zeros_like(values)
