@@ -31,7 +31,7 @@ from memos_cli.sealed import open_file, seal_file
 if TYPE_CHECKING:
     from memos_cli.keys import Unlocked
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: hyphenated words also indexed whole
 INDEX_FORMAT = "memos-keyword-index"
 INDEX_FILE_VERSION = 2  # 1: a bare sealed blob, without the key id
 PURPOSE = "keyword-index/v1"
@@ -41,6 +41,7 @@ COMMON_SHARE = 0.2  # a word in more than this share of memories says little abo
 MIN_DOCS_FOR_COMMON = 50  # below this, shares are too noisy to judge a word common
 
 _WORD = re.compile(r"[a-z0-9]+")
+_COMPOUND = re.compile(r"\b[a-z]+(?:-[a-z]+)+\b")
 STOPWORDS = frozenset("""
 a an the and or but if of to in on at by for with about as is are was were be been being
 do does did have has had i you he she it we they me him her them my your his its our their
@@ -62,8 +63,11 @@ def _stemmer():
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case word stems without stopwords: what BM25 matches on."""
-    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    """Lower-case word stems without stopwords: what BM25 matches on. A hyphenated word
+    also counts whole ("Wi-Fi" gives wi, fi and wifi), so "wifi" finds "Wi-Fi"."""
+    text = text.lower()
+    words = _WORD.findall(text) + [m.replace("-", "") for m in _COMPOUND.findall(text)]
+    return [_stem(w) for w in words if w not in STOPWORDS]
 
 
 @dataclass
@@ -160,6 +164,8 @@ class KeywordIndex:
             return None  # damaged: it is only a cache
         if int(doc.get("v", 0)) > INDEX_VERSION:
             raise VersionError("the keyword index was written by a later memos: upgrade memos")
+        if int(doc.get("v", 0)) < INDEX_VERSION:
+            return None  # tokenized by an older rule: rebuilt from the memories
         return cls([Entry(i, t, toks.split()) for i, t, toks in doc["entries"]])
 
 

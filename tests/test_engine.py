@@ -302,3 +302,27 @@ def test_recall_puts_the_named_persons_turn_before_anothers(engine_factory):
     hits = eng.recall("which class did Caroline like", limit=2, floor=0)
     assert [h.memory.text for h in hits] == ["Caroline: the pottery class was fun",
                                              "Melanie: Caroline and I liked the class"]
+
+
+def test_real_use_wifi_finds_wi_fi_by_its_words(engine_factory):
+    """A hyphenated word is also indexed whole: "wifi" matches "Wi-Fi" on keywords."""
+    eng = engine_factory()
+    eng.remember(NewMemory("The Wi-Fi password is tulip-4471"))
+    eng.remember(NewMemory("The door code is 1234"))
+    [hit] = eng.recall("wifi password", 1, floor=0.0)
+    assert hit.memory.text == "The Wi-Fi password is tulip-4471" and hit.coverage == 1.0
+
+
+def test_a_keyword_index_tokenized_by_an_older_rule_is_rebuilt(engine_factory, monkeypatch):
+    from memos_cli import keyword
+
+    eng = engine_factory()
+    eng.remember(NewMemory("The Wi-Fi password is tulip-4471"))
+    path = eng.paths.keyword_file(eng.profile)
+    with eng.unit(write=False) as work:
+        assert work is not None
+        index = work.keyword_index()
+        monkeypatch.setattr(keyword, "INDEX_VERSION", 1)
+        index.save(path, work.keys, f"keywords/{eng.profile}")
+        monkeypatch.setattr(keyword, "INDEX_VERSION", 2)
+        assert keyword.KeywordIndex.load(path, work.keys, f"keywords/{eng.profile}") is None
