@@ -151,8 +151,11 @@ class MemoryEngine:
         with self._locked():
             yield
 
-    def unlocked_keys(self) -> Unlocked | None:
-        """The profile's unlocked keys, if it has been unlocked."""
+    def unlock(self) -> Unlocked | None:
+        """Unlock the profile's key if it has one and it is not unlocked yet (this may
+        ask for the passphrase); None for a profile with no key."""
+        if self._unlocked is None and self.keys.exists():
+            self._unlocked = self.keys.unlock()
         return self._unlocked
 
     def adopt_keys(self, unlocked: Unlocked | None) -> None:
@@ -206,16 +209,14 @@ class MemoryEngine:
         its rows. ``unlock=False`` (for ``forget --all``, which must destroy a profile
         it cannot open) does only what needs no key.
         """
-        if unlock and self._unlocked is None and self.keys.exists():
-            self._unlocked = self.keys.unlock()  # may prompt: done before taking the lock
+        if unlock:
+            self.unlock()  # may prompt: done before taking the lock
         self.store.preload()  # importing Chroma takes a second: not while others wait
         with store_lock(self.paths.lock_file):
             self._refresh_if_stale()
             self._recover_consolidation()
             self._recover_restore()
-            if unlock and self._unlocked is None and self.keys.exists():
-                self._unlocked = self.keys.unlock()  # a finished restore changed the key
-            if unlock and self._unlocked is not None:
+            if unlock and self.unlock() is not None:  # again: a finished restore changed it
                 self._recover_store()
             yield
 
@@ -241,10 +242,8 @@ class MemoryEngine:
     def _warm(self, dim: int) -> None:
         """Unlock, and derive the vector rotation for ``dim``, before taking the lock:
         a passphrase prompt and a QR decomposition are not for other processes to wait on."""
-        if self._unlocked is None and self.keys.exists():
-            self._unlocked = self.keys.unlock()
-        if self._unlocked is not None:
-            for key in (self._unlocked.current, self._unlocked.next):
+        if self.unlock() is not None:
+            for key in (self._keys().current, self._keys().next):
                 if key is not None:
                     key.rotation(dim)
 
@@ -495,10 +494,8 @@ class MemoryEngine:
 
     def secret(self, name: str) -> str | None:
         """A secret from the profile's vault (None if unset or no profile yet)."""
-        if not self.keys.exists():
+        if self.unlock() is None:
             return None
-        if self._unlocked is None:
-            self._unlocked = self.keys.unlock()
         return self._vault().read(self._keys()).get(name)
 
     def set_secret(self, name: str, value: str | None) -> None:
@@ -876,8 +873,7 @@ class MemoryEngine:
         is read without the lock, which is safe (it is replaced atomically), and one a
         write or two old serves as well."""
         index = self._keywords
-        if index is None and self.keys.exists():
-            self._unlocked = self._unlocked or self.keys.unlock()
+        if index is None and self.unlock() is not None:
             index = KeywordIndex.load(self.paths.keyword_file(self.profile), self._keys(),
                                       self._index_context)
         vector = self.embedder.embed([index.strip_common(query) if index else query])

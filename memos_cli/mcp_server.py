@@ -281,8 +281,7 @@ def check_unlock(engine: MemoryEngine) -> None:
 
     Unlocking needs no Chroma and no model, so startup stays fast.
     """
-    if engine.exists():
-        engine.keys.unlock()
+    engine.unlock()  # kept by the engine: the first tool call does not derive the key again
 
 
 def serve_stdio(server: MCPServer) -> None:
