@@ -105,6 +105,9 @@ class MemoryEngine:
         self._unlocked: Unlocked | None = None
         self._codec: RecordCodec | None = None
         self._keywords: KeywordIndex | None = None
+        # The saved index as read before taking the lock, with the file's identity, for
+        # the first locked use to take over if no write has replaced the file meanwhile.
+        self._read_ahead: tuple[tuple[int, int, int], KeywordIndex] | None = None
         self._generation: str | None = None
         self.damaged: list[str] = []  # ids whose ciphertext failed its integrity check
         # What this engine's last add left the counter at (see consolidation.due).
@@ -413,8 +416,7 @@ class MemoryEngine:
         """The profile's keyword index: loaded, or rebuilt if missing or out of step."""
         if self._keywords is None:
             assert self._codec is not None
-            path = self.paths.keyword_file(self.profile)
-            index = KeywordIndex.load(path, self._keys(), self._index_context)
+            index = self._load_keywords(take=True)
             if index is None or not self._index_matches(index):
                 # Storage order is insertion order, which threads need.
                 memories = [m for _row, m in self._open_rows(self._codec, self.store.scan())]
@@ -423,6 +425,26 @@ class MemoryEngine:
                 self._save_keywords()
             self._keywords = index
         return self._keywords
+
+    def _load_keywords(self, take: bool = False) -> KeywordIndex | None:
+        """The saved keyword index, or None. Decrypting and decompressing it grows with the
+        store, so one read before the lock (``_query_vector``) serves the locked use that
+        follows (``take``), unless a write replaced the file in between: files are
+        replaced whole, never changed in place, so a new file has a new identity."""
+        path = self.paths.keyword_file(self.profile)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        ahead, self._read_ahead = self._read_ahead, None
+        if ahead is not None and ahead[0] == identity:
+            index: KeywordIndex | None = ahead[1]
+        else:
+            index = KeywordIndex.load(path, self._keys(), self._index_context)
+        if index is not None and not take:
+            self._read_ahead = (identity, index)
+        return index
 
     def _index_matches(self, index: KeywordIndex) -> bool:
         """Whether a saved index covers exactly the stored memories. On a server, other
@@ -874,8 +896,7 @@ class MemoryEngine:
         write or two old serves as well."""
         index = self._keywords
         if index is None and self.unlock() is not None:
-            index = KeywordIndex.load(self.paths.keyword_file(self.profile), self._keys(),
-                                      self._index_context)
+            index = self._load_keywords()
         vector = self.embedder.embed([index.strip_common(query) if index else query])
         self._warm(vector.shape[1])
         return vector

@@ -326,3 +326,28 @@ def test_a_keyword_index_tokenized_by_an_older_rule_is_rebuilt(engine_factory, m
         index.save(path, work.keys, f"keywords/{eng.profile}")
         monkeypatch.setattr(keyword, "INDEX_VERSION", 2)
         assert keyword.KeywordIndex.load(path, work.keys, f"keywords/{eng.profile}") is None
+
+
+def test_a_cold_recall_reads_the_keyword_index_once(engine_factory, monkeypatch):
+    """The index read before the lock (to embed the query) is the one used under it,
+    unless a write replaced the file in between; it used to be read and decrypted twice."""
+    from memos_cli import keyword
+
+    engine_factory().remember(NewMemory("The Wi-Fi password is tulip-4471"))
+    real, reads = keyword.KeywordIndex.load, []
+
+    def counted(*args, **kwargs):
+        reads.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(keyword.KeywordIndex, "load", counted)
+    cold = engine_factory()
+    assert cold.recall("wifi password", 1, floor=0.0)
+    assert len(reads) == 1
+    replaced = engine_factory()
+    replaced.unlock()
+    replaced._load_keywords()  # read ahead, then another process rewrites the index
+    engine_factory().remember(NewMemory("The door code is 1234"))
+    assert [h.memory.text for h in replaced.recall("door code", 1, floor=0.0)] == [
+        "The door code is 1234"]
+    assert len(reads) > 2
