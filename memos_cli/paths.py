@@ -97,7 +97,7 @@ class ProfileFiles:
 
     @property
     def sealed(self) -> dict[str, Path]:
-        """Side files sealed under the data key: re-sealed by a key rotation."""
+        """The side files sealed under the data key, by name."""
         return {"keywords": self.paths.keyword_file(self.profile),
                 "audit": self.paths.audit_file(self.profile),
                 "vault": self.paths.vault_file(self.profile),
@@ -106,8 +106,7 @@ class ProfileFiles:
     @property
     def changed_with_rows(self) -> list[Path]:
         """What a consolidation changes beside the rows: copied aside, put back on failure."""
-        return [self.paths.keyword_file(self.profile), self.paths.audit_file(self.profile),
-                self.paths.usage_file(self.profile)]
+        return [path for name, path in self.sealed.items() if name != "vault"]
 
     @property
     def backed_up(self) -> dict[str, Path]:
@@ -117,14 +116,14 @@ class ProfileFiles:
     @property
     def state(self) -> list[Path]:
         """Bookkeeping that belongs to the rows of the moment: dropped with them."""
-        return [self.paths.keyword_file(self.profile), self.paths.journal_file(self.profile),
+        return [self.sealed["keywords"], self.paths.journal_file(self.profile),
                 self.paths.autoconsolidate_file(self.profile)]
 
     @property
     def everything(self) -> list[Path]:
-        """Every file of the profile: what ``forget --all`` removes (with its keys)."""
-        return [*self.key_files, *self.changed_with_rows, *self.state,
-                self.paths.restore_marker(self.profile)]
+        """Every file of the profile, once each: what ``forget --all`` removes."""
+        return list(dict.fromkeys([*self.key_files, *self.sealed.values(), *self.state,
+                                   self.paths.restore_marker(self.profile)]))
 
 
 def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:
