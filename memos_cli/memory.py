@@ -106,9 +106,7 @@ class Memory:
                    for name in ("created_at", "updated_at")]
         checks += [(getattr(self, name) is None or _is_time(getattr(self, name)),
                     f"{name} (an ISO 8601 time, or null)") for name in OPTIONAL_TIMES]
-        for ok, name in checks:
-            if not ok:
-                raise BadInputError(f"invalid {name}")
+        _require(checks)
 
 
 REQUIRED = ("id", "text", "created_at", "updated_at")
@@ -143,12 +141,17 @@ def _version(data: Any, number: int) -> Version:
              "source_id"),
             (_is_strings(version.added_tags), "added_tags"),
         ]
-        for ok, name in checks:
-            if not ok:
-                raise BadInputError(f"invalid {name}")
+        _require(checks)
     except BadInputError as exc:
         raise BadInputError(f"history[{number}]: {exc}") from None
     return version
+
+
+def _require(checks: list[tuple[bool, str]]) -> None:
+    """Raise ``BadInputError`` naming the first field whose check failed."""
+    for ok, name in checks:
+        if not ok:
+            raise BadInputError(f"invalid {name}")
 
 
 def _is_one_of(value: Any, allowed: Sequence[str]) -> bool:
@@ -184,21 +187,19 @@ def as_of(memory: Memory, moment: str) -> Memory:
     memory reads as corrected. Versions folded in from other memories by a merge are
     not this memory's past and are skipped. Before its first version, the first.
     """
-    own = [v for v in memory.history if v.source_id is None]
-    states = [(v.updated_at, v.text, v.kind, list(v.tags), v.importance, v.reason) for v in own]
-    states.append((memory.updated_at, memory.text, memory.kind, memory.tags, memory.importance,
-                   ""))
+    states = [v for v in memory.history if v.source_id is None]
+    states.append(Version(memory.text, memory.kind, memory.tags, memory.importance,
+                          memory.updated_at, reason=""))
     for n in range(len(states) - 2, -1, -1):  # a correction reaches back over what it fixed
-        if states[n][5] == CORRECTED:
-            states[n] = (states[n][0], *states[n + 1][1:5], CORRECTED)
-    chosen = states[0]
-    for state in states:
-        if state[0] <= moment:
-            chosen = state
+        if states[n].reason == CORRECTED:
+            later = states[n + 1]
+            states[n] = replace(states[n], text=later.text, kind=later.kind, tags=later.tags,
+                                importance=later.importance)
+    chosen = next((v for v in reversed(states) if v.updated_at <= moment), states[0])
     if chosen is states[-1]:
         return memory
-    _start, text, kind, tags, importance, _reason = chosen
-    return replace(memory, text=text, kind=kind, tags=tags, importance=importance)
+    return replace(memory, text=chosen.text, kind=chosen.kind, tags=list(chosen.tags),
+                   importance=chosen.importance)
 
 
 def new_id() -> str:
