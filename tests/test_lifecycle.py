@@ -355,3 +355,13 @@ def test_real_use_a_merged_fact_was_known_since_it_was_first_said(engine_factory
     consolidation.apply(eng, consolidation.plan(eng))
     then = START + timedelta(days=5)
     assert [h.memory.id for h in eng.recall("gate code", 5, at=then)] == [newest.id]
+
+
+def test_a_dry_run_with_nothing_to_do_changes_nothing(cli):
+    from memos_cli.engine import MemoryEngine
+
+    assert cli("remember", "water the plants").code == 0
+    assert cli("consolidate", "--dry-run").code == 0
+    with MemoryEngine().unit(write=False) as work:
+        assert work is not None
+        assert work.store.meta()["new_since_consolidation"] == 1  # still counted as new

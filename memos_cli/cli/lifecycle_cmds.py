@@ -55,7 +55,8 @@ def _consolidate(eng, dry_run: bool, yes: bool, prune: bool, as_json: bool,
         if not quiet:
             err("applied: " + (", ".join(f"{n} {k}" for k, n in done.items()) or "nothing"))
     elif not plan.actions:
-        consolidation.mark_consolidated(eng)  # or the same new memories make it due again
+        if not dry_run:  # or the same new memories make it due again
+            consolidation.mark_consolidated(eng)
         if not quiet and not as_json:
             err("nothing to consolidate")
     if as_json:  # one JSON document, whatever happened: the plan, and what was applied
