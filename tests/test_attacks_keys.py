@@ -210,22 +210,14 @@ def test_attack_13_corrupt_key_file_exits_4_or_5(cli, home, name):
 @pytest.mark.parametrize("name", sorted(SECRET_DAMAGE))
 def test_attack_13_corrupt_secret_file_exits_4_or_5(cli, home, name):
     assert cli("remember", "the boiler code is 4471").code == 0
-    path = home / "config/keys/default.secret"
-    path.write_bytes(SECRET_DAMAGE[name](path.read_bytes()))
-    result = cli("list")
-    assert result.code in (4, 5) and "unexpected" not in result.err, (name, result.err)
-    assert len(result.err.strip().splitlines()) == 1
+    _damaged_exit(cli, home / "config/keys/default.secret", SECRET_DAMAGE[name])
 
 
 @pytest.mark.parametrize("name", sorted(KDF_DAMAGE))
 def test_attack_13_corrupt_passphrase_parameters_exit_4_or_5(cli, home, monkeypatch, name):
     monkeypatch.setenv("MEMOS_PASSPHRASE", "correct horse")
     assert cli("remember", "the boiler code is 4471").code == 0
-    path = home / "config/keys/default.json"
-    path.write_bytes(KDF_DAMAGE[name](path.read_bytes()))
-    result = cli("list")
-    assert result.code in (4, 5) and "unexpected" not in result.err, (name, result.err)
-    assert len(result.err.strip().splitlines()) == 1
+    _damaged_exit(cli, home / "config/keys/default.json", KDF_DAMAGE[name])
 
 
 def test_attack_24_corrupt_keys_and_damaged_records_never_show_a_traceback(cli_proc, home,
