@@ -5,6 +5,14 @@ from __future__ import annotations
 
 def main() -> None:
     import os
+    import sys
+
+    from memos_cli import agent_client
+
+    # First, and before anything heavy is imported: the resident agent may run it.
+    code = agent_client.run(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
 
     # One short command on a few busy cores: BLAS thread pools cost far more than they
     # give, and the store lock is held meanwhile (deriving the vector rotation took

@@ -160,6 +160,39 @@ def _number(name: str, value: Any, default: float) -> float:
         raise UsageError(f"{name} needs a number, not {value!r}") from None
 
 
+# --- the resident agent ------------------------------------------------------------------------
+
+AGENT_TTL = "15m"
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    ttl: float  # seconds an idle agent keeps the key and the open store; 0: no agent
+    autostart: bool  # whether a command starts the agent when none is running
+
+
+def agent_settings(paths: Paths, env: Mapping[str, str] | None = None) -> AgentSettings:
+    """``MEMOS_AGENT_TTL``, then ``[agent] ttl`` (default 15 minutes); ``[agent] autostart``."""
+    env = os.environ if env is None else env
+    section = read_config(paths).get("agent", {})
+    ttl = duration("agent.ttl", _first(env.get("MEMOS_AGENT_TTL"), section.get("ttl"), AGENT_TTL))
+    return AgentSettings(ttl=ttl, autostart=bool(_first(section.get("autostart"), True)))
+
+
+def duration(name: str, raw: Any) -> float:
+    """Seconds from "90", "90s", "15m" or "2h" (as ssh-agent's -t reads them)."""
+    text = str(raw).strip().lower()
+    scale = _UNITS.get(text[-1:], None)
+    try:
+        seconds = float(text[:-1] if scale else text) * (scale or 1.0)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise UsageError(f"{name} needs a duration such as 900, 90s, 15m or 2h, not {raw!r}")
+    return seconds
+
+
 # --- editing the file ------------------------------------------------------------------------
 
 SETTABLE: dict[str, dict[str, type]] = {
@@ -167,6 +200,7 @@ SETTABLE: dict[str, dict[str, type]] = {
     "embedding": {"model": str, "base_url": str, "timeout": float},
     "store": {"url": str, "ca": str},
     "recall": {"floor": float},
+    "agent": {"ttl": str, "autostart": bool},
 }
 SECRET_KEYS = {"llm.api_key", "embedding.api_key", "store.token"}  # in the vault, never the file
 
@@ -187,6 +221,8 @@ def set_value(paths: Paths, dotted: str, raw: str) -> None:
         raise UsageError(f"{dotted} needs a {kind.__name__}, not {raw!r}") from None
     if dotted == "llm.preset" and value not in PRESETS:
         raise UsageError(f"unknown preset {value!r}: use one of {', '.join(PRESETS)}")
+    if dotted == "agent.ttl":
+        duration(dotted, value)
     doc = read_config(paths)
     doc.setdefault(section, {})[key] = value
     write_config(paths, doc)
@@ -229,10 +265,11 @@ ENV_NAMES = {
     "embedding.model": "MEMOS_EMBED_MODEL", "embedding.base_url": "MEMOS_EMBED_BASE_URL",
     "store.url": "MEMOS_STORE", "store.ca": "MEMOS_STORE_CA", "recall.floor": "MEMOS_RECALL_FLOOR",
     "llm.api_key": "MEMOS_LLM_API_KEY", "embedding.api_key": "MEMOS_EMBED_API_KEY",
-    "store.token": "MEMOS_STORE_TOKEN",
+    "store.token": "MEMOS_STORE_TOKEN", "agent.ttl": "MEMOS_AGENT_TTL",
 }
 DEFAULTS = {"llm.timeout": 60.0, "llm.temperature": 0.3, "embedding.model": "local",
-            "embedding.timeout": 30.0, "recall.floor": RECALL_FLOOR}
+            "embedding.timeout": 30.0, "recall.floor": RECALL_FLOOR, "agent.ttl": AGENT_TTL,
+            "agent.autostart": True}
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,11 @@ class MemoryEngine:
             self._unlocked = self.keys.unlock()
         return self._unlocked
 
+    @property
+    def holds_key(self) -> bool:
+        """Whether this engine holds the profile's unlocked key (the agent reports it)."""
+        return self._unlocked is not None
+
     def adopt_keys(self, unlocked: Unlocked | None) -> None:
         """Use ``unlocked`` from now on (a restore brought another key), dropping every
         cache made under the previous one."""

@@ -11,10 +11,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING
 
-from memos_cli.atomic import make_private_dirs
 from memos_cli.errors import UsageError
+
+if TYPE_CHECKING:  # the agent's client imports this module: only what it needs at run time
+    from typing import Mapping
 
 DEFAULT_PROFILE = "default"
 _PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -154,6 +156,8 @@ def resolve_profile(name: str | None, env: Mapping[str, str] | None = None) -> s
 
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) with mode 0700 for the leaf; tighten if it exists."""
+    from memos_cli.atomic import make_private_dirs
+
     make_private_dirs(path)
     os.chmod(path, 0o700)
     return path

@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 from typer.core import TyperArgument, TyperOption
@@ -69,6 +69,8 @@ class State:
     profile: Optional[str] = None
     store: Optional[str] = None
     debug: bool = False
+    # Set by the resident agent (agent_server.py): engines kept open between commands.
+    engines: Optional[Callable[[Optional[str], Optional[str]], Any]] = None
 
 
 STATE = State()
@@ -89,6 +91,9 @@ def main(
         None, "--store", envvar="MEMOS_STORE",
         help="A Chroma server (http://host:port) instead of the local folder."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    no_agent: bool = typer.Option(
+        False, "--no-agent",
+        help="Run in this process, not in the resident agent (also MEMOS_NO_AGENT=1)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
@@ -107,10 +112,14 @@ def engine():
     from memos_cli.cli.output import err
     from memos_cli.engine import MemoryEngine
 
-    # A new profile is not prompted for a passphrase: MEMOS_PASSPHRASE gives one, or the
-    # key goes to the keyring or a key file (and 'memos key passphrase' adds one later).
-    eng = MemoryEngine(STATE.profile, passphrase=prompt_passphrase,
-                       new_passphrase=passphrase.profile_passphrase, notice=err, store=STATE.store)
+    if STATE.engines is not None:
+        eng = STATE.engines(STATE.profile, STATE.store)
+    else:
+        # A new profile is not prompted for a passphrase: MEMOS_PASSPHRASE gives one, or the
+        # key goes to the keyring or a key file (and 'memos key passphrase' adds one later).
+        eng = MemoryEngine(STATE.profile, passphrase=prompt_passphrase,
+                           new_passphrase=passphrase.profile_passphrase, notice=err,
+                           store=STATE.store)
     eng.cause = f"command: memos {_command_path()}"
     return eng
 
@@ -130,7 +139,7 @@ def _register_commands() -> None:
     from memos_cli.cli import chat_cmds, lifecycle_cmds  # noqa: F401
     from memos_cli.cli import config_cmds  # noqa: F401
     from memos_cli.cli import key_cmds, backup_cmds, completion_cmds  # noqa: F401
-    from memos_cli.cli import mcp_cmds  # noqa: F401
+    from memos_cli.cli import mcp_cmds, agent_cmds  # noqa: F401
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -158,8 +167,7 @@ def _invoke(argv: list[str] | None) -> int:
     if bad is not None:
         print(f"memos: argument {bad} is not valid UTF-8 text", file=sys.stderr, flush=True)
         return ExitCode.USAGE
-    _plain_help_off_terminal(app)
-    command = typer.main.get_command(app)
+    command = _command()
     STATE.debug = os.environ.get("MEMOS_DEBUG") == "1"
     try:
         # Without standalone mode Typer returns the code of any Exit, and turns
@@ -212,14 +220,29 @@ def _non_utf8_argument(args: list[str]) -> int | None:
     return None
 
 
+def _command() -> Any:
+    """The click command for ``app``, built once per help style: building it takes 20 ms,
+    which the resident agent would otherwise pay at every command."""
+    _plain_help_off_terminal(app)
+    style = app.rich_markup_mode
+    if style not in _COMMANDS:
+        _COMMANDS[style] = typer.main.get_command(app)
+    return _COMMANDS[style]
+
+
+_COMMANDS: dict[Any, Any] = {}
+
+
 def _plain_help_off_terminal(typer_app: typer.Typer) -> None:
-    """Help as plain text (no boxes, no colour) when it goes to a pipe or a file."""
-    if sys.stdout.isatty():
-        return
-    typer_app.rich_markup_mode = None
+    """Help as plain text (no boxes, no colour) when it goes to a pipe or a file, and as
+    Typer draws it on a terminal (the agent runs commands for both in one process)."""
+    typer_app.rich_markup_mode = _RICH_MARKUP if sys.stdout.isatty() else None
     for group in typer_app.registered_groups:
         if group.typer_instance is not None:
             _plain_help_off_terminal(group.typer_instance)
+
+
+_RICH_MARKUP = app.rich_markup_mode
 
 
 def _fail(exc: BaseException, message: str, code: int) -> int:

@@ -1,0 +1,441 @@
+"""The resident agent: one process per installation that keeps the unlocked key, the open
+store, the keyword index and the embedding model between commands, as ssh-agent and
+gpg-agent keep keys, and forgets them all by exiting when idle for ``agent.ttl``.
+
+A command sent here (see ``agent_client.py``) runs through the same Typer application
+as in-process, with the client's arguments, environment, working folder and standard
+streams: output goes back to the client byte for byte, stdin and passphrases are asked
+of it. So a command's output is the same with the agent and without it. Commands run
+one at a time, in the main thread (Ctrl-C at the client interrupts them there as it
+would in-process); status and stop are answered beside them.
+
+Every connection's peer uid is checked against the agent's own; others are refused and
+counted. The agent writes nothing but its socket, and logs nothing.
+
+    python -m memos_cli.agent_server SOCKET   (started by the client; see 'memos agent')
+"""
+
+from __future__ import annotations
+
+import os
+
+# As in __main__: one BLAS thread serves one command best, and numpy reads this on import.
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import io  # noqa: E402
+import json  # noqa: E402
+import queue  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Iterator  # noqa: E402
+
+from memos_cli import agent_protocol as wire  # noqa: E402
+from memos_cli.config import AGENT_TTL, duration  # noqa: E402
+from memos_cli.errors import ExitCode, UsageError  # noqa: E402
+
+GREETING_TIMEOUT_S = 10.0  # a connection that says nothing for this long is dropped
+
+
+class Agent:
+    """The agent's state: who may talk, what it has served, when it was last used."""
+
+    def __init__(self, path: Path, *, uid: int | None = None) -> None:
+        self.path = path
+        self.uid = os.getuid() if uid is None else uid
+        self.build = wire.build()
+        self.ttl = duration("agent.ttl", AGENT_TTL)  # re-read at each command
+        self.started = time.time()
+        self.last_used = time.monotonic()
+        self.served = self.refused = 0
+        self._commands: queue.Queue[tuple[socket.socket, dict[str, Any]] | None] = queue.Queue()
+        self._listener: socket.socket | None = None
+        self._engines: _Engines | None = None
+        self._code_state = _code_state()
+        self.current: Channel | None = None
+
+    # --- life -----------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Listen, run commands until stopped or idle for ``ttl``, then leave no socket."""
+        self._listener = self._listen()
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: self.stop())
+        signal.signal(signal.SIGINT, self._on_interrupt)
+        threading.Thread(target=self._accept, daemon=True).start()
+        try:
+            self._run_commands()
+        finally:
+            self._listener.close()
+            self._remove_socket()
+
+    def stop(self) -> None:
+        self._commands.put(None)
+
+    def _on_interrupt(self, _signum: int, _frame: Any) -> None:
+        """Ctrl-C at the client (sent as SIGINT by ``Channel``) stops the running command;
+        one that arrives after its command ended is ignored."""
+        if self.current is not None and self.current.interruptible:
+            raise KeyboardInterrupt
+
+    def _listen(self) -> socket.socket:
+        """Bind under a temporary name and move it into place, so that a client never
+        finds a socket nobody listens on yet; refuse to replace a live agent."""
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        temporary.unlink(missing_ok=True)
+        listener.bind(str(temporary))
+        os.chmod(temporary, 0o600)
+        listener.listen(64)
+        if _listening(self.path):
+            temporary.unlink()
+            raise SystemExit(0)  # another agent got here first: it serves
+        os.replace(temporary, self.path)
+        self._inode = os.stat(self.path).st_ino
+        return listener
+
+    def _remove_socket(self) -> None:
+        try:
+            if os.stat(self.path).st_ino == self._inode:  # not a successor's
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                conn, _address = self._listener.accept()
+            except OSError:
+                return  # closed: the agent is leaving
+            threading.Thread(target=self._greet, args=(conn,), daemon=True).start()
+
+    def _greet(self, conn: socket.socket) -> None:
+        """Check who is calling, then answer a control request or queue a command."""
+        if wire.peer_uid(conn) != self.uid:
+            self.refused += 1
+            conn.close()
+            return
+        try:
+            conn.settimeout(GREETING_TIMEOUT_S)
+            kind, payload = wire.receive(conn)
+            conn.settimeout(None)
+        except (OSError, EOFError):
+            conn.close()
+            return
+        if kind == wire.REQUEST:
+            self._commands.put((conn, wire.decode(payload)))
+            return
+        with conn:
+            if kind == wire.CONTROL:
+                op = wire.decode(payload).get("op")
+                wire.send_json(conn, wire.STATUS, self.status())
+                if op == "stop":
+                    self.stop()
+
+    def status(self) -> dict[str, Any]:
+        """What ``memos agent status`` shows: never a memory, only counts and names."""
+        return {"pid": os.getpid(), "build": self.build, "socket": str(self.path),
+                "uptime_s": round(time.time() - self.started, 1),
+                "idle_s": round(time.monotonic() - self.last_used, 1), "ttl_s": self.ttl,
+                "served": self.served, "refused": self.refused,
+                "profiles": self._engines.held() if self._engines else []}
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                idle = time.monotonic() - self.last_used
+                item = self._commands.get(timeout=max(0.0, self.ttl - idle))
+            except queue.Empty:
+                return  # idle for ttl: leaving forgets the key and everything else
+            if item is None:
+                return
+            conn, request = item
+            try:
+                self._serve(conn, request)
+            finally:
+                conn.close()
+                self.current = None
+                self.last_used = time.monotonic()
+
+    def _serve(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        channel = Channel(conn, request)
+        if request.get("build") != self.build or self.code_changed():
+            channel.done({"mismatch": self.build})
+            self.stop()  # an upgrade or another installation: the client starts its own
+            return
+        try:
+            os.chdir(request["cwd"])
+        except OSError:
+            channel.done({"fallback": "working folder"})
+            return
+        self.current = channel
+        with channel.as_client():
+            if not self._keep_serving():
+                channel.done({"fallback": "agent.ttl is 0"})
+                return
+            code = channel.run(self._invoke, request["argv"])
+        self.served += 1
+        channel.done({"code": code})
+
+    def _keep_serving(self) -> bool:
+        """Take the idle time the user's settings give now; False (and stop) at 0. A config
+        file that cannot be read is left to the command, in-process, to report."""
+        from memos_cli.config import agent_settings
+        from memos_cli.errors import MemosError
+        from memos_cli.paths import resolve_paths
+
+        try:
+            self.ttl = agent_settings(resolve_paths()).ttl
+        except MemosError:
+            return True
+        if self.ttl <= 0:
+            self.stop()
+        return self.ttl > 0
+
+    def code_changed(self) -> bool:
+        """Whether memos' code on disk differs from what this agent runs (an upgrade in
+        place, an edited checkout): a client must then not be served by it."""
+        return _code_state() != self._code_state
+
+    def _invoke(self, argv: list[str]) -> int:
+        from memos_cli.cli import app
+
+        if self._engines is None:
+            self._engines = _Engines(self)
+            app.STATE.engines = self._engines
+        return app.invoke(argv)
+
+
+class Channel:
+    """One command's connection as the agent sees it: standard streams that write to the
+    client, a stdin and passphrases that ask it, and Ctrl-C from it."""
+
+    def __init__(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        self.conn = conn
+        self.request = request
+        self._send_lock = threading.Lock()
+        self._answers: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue()
+        self.interruptible = False  # whether Ctrl-C from the client stops the command now
+        self._gone = False
+
+    def run(self, invoke: Any, argv: list[str]) -> int:
+        """``invoke(argv)`` (inside ``as_client``); its exit code. Ctrl-C at the client, or
+        the client leaving, interrupts it."""
+        threading.Thread(target=self._read_client, daemon=True).start()
+        try:
+            self.interruptible = True
+            if self._gone:  # the client left while the command waited its turn
+                raise KeyboardInterrupt
+            return int(invoke(argv))
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else ExitCode.ERROR
+        except KeyboardInterrupt:
+            print("memos: interrupted", file=sys.stderr, flush=True)
+            return ExitCode.INTERRUPTED
+        finally:
+            self.interruptible = False
+
+    def done(self, outcome: dict[str, Any]) -> None:
+        try:
+            with self._send_lock:
+                wire.send_json(self.conn, wire.DONE, outcome)
+        except OSError:
+            pass  # the client left: nobody to tell
+
+    def send(self, kind: bytes, data: bytes) -> None:
+        with self._send_lock:
+            if self._gone:
+                raise BrokenPipeError("the client has gone")
+            try:
+                wire.send(self.conn, kind, data)
+            except OSError:
+                self._gone = True
+                raise BrokenPipeError("the client has gone") from None
+
+    def ask(self, question: dict[str, Any]) -> bytes:
+        """Ask the client; its answer's payload (``EOFError`` if it left meanwhile)."""
+        self.send(wire.QUESTION, json.dumps(question).encode("utf-8"))
+        answer = self._answers.get()
+        if answer is None:
+            raise EOFError("the client has gone")
+        return answer[1]
+
+    def passphrase(self, prompt: str, new: bool) -> str | None:
+        answer = wire.decode(self.ask({"ask": "passphrase", "prompt": prompt, "new": new}))
+        if "error" in answer:
+            raise UsageError(answer["error"])
+        return answer["value"]
+
+    def _read_client(self) -> None:
+        """Answers go to the waiting command; Ctrl-C or a client that left stops it."""
+        while True:
+            try:
+                kind, payload = wire.receive(self.conn)
+            except (EOFError, OSError):
+                self._gone = True
+                self._answers.put(None)
+                self._interrupt()
+                return
+            if kind == wire.INTERRUPT:
+                self._interrupt()
+            else:
+                self._answers.put((kind, payload))
+
+    def _interrupt(self) -> None:
+        """Stop the command as Ctrl-C stops it in-process (writes roll back whole). A real
+        signal, so that a wait in a system call is interrupted too."""
+        if self.interruptible:
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    @contextmanager
+    def as_client(self) -> Iterator[None]:
+        """The process looks like the client's for the command: its environment (the
+        time zone included) and its standard streams."""
+        saved_env, saved_streams = dict(os.environ), (sys.stdin, sys.stdout, sys.stderr)
+        os.environ.clear()
+        os.environ.update(self.request["env"])
+        time.tzset()
+        sys.stdin, sys.stdout, sys.stderr = self._streams()
+        try:
+            yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass  # the client has gone
+            sys.stdin, sys.stdout, sys.stderr = saved_streams
+            os.environ.clear()
+            os.environ.update(saved_env)
+            time.tzset()
+
+    def _streams(self) -> tuple[io.TextIOWrapper, io.TextIOWrapper, io.TextIOWrapper]:
+        tty_in, tty_out, tty_err = self.request["tty"]
+        (in_enc, in_err), (out_enc, out_err), (err_enc, err_err) = self.request["encodings"]
+        stdin = io.TextIOWrapper(io.BufferedReader(_FromClient(self, tty_in), 1 << 16),
+                                 encoding=in_enc, errors=in_err)
+        stdout = io.TextIOWrapper(io.BufferedWriter(_ToClient(self, wire.STDOUT, tty_out), 1 << 16),
+                                  encoding=out_enc, errors=out_err, line_buffering=tty_out)
+        stderr = io.TextIOWrapper(io.BufferedWriter(_ToClient(self, wire.STDERR, tty_err), 1 << 16),
+                                  encoding=err_enc, errors=err_err, line_buffering=True,
+                                  write_through=True)
+        return stdin, stdout, stderr
+
+
+class _ToClient(io.RawIOBase):
+    """A standard output stream whose bytes go to the client."""
+
+    def __init__(self, channel: Channel, kind: bytes, tty: bool) -> None:
+        self.channel, self.kind, self.tty = channel, kind, tty
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, data: Any) -> int:
+        self.channel.send(self.kind, bytes(data))
+        return len(data)
+
+
+class _FromClient(io.RawIOBase):
+    """Standard input read from the client, as much as one read of its stdin gives."""
+
+    def __init__(self, channel: Channel, tty: bool) -> None:
+        self.channel, self.tty = channel, tty
+
+    def readable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.channel.ask({"ask": "stdin", "size": len(buffer)})
+        buffer[:len(data)] = data
+        return len(data)
+
+
+class _Engines:
+    """The engines the agent keeps open, one per installation, profile and store. An
+    engine is replaced when what it was opened with changes: the environment, the config
+    file, or the profile's key files (a rotation or a new passphrase by another process)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self._open: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = {}
+
+    def __call__(self, profile: str | None, store: str | None) -> Any:
+        from memos_cli.cli.output import err
+        from memos_cli.engine import MemoryEngine
+        from memos_cli.paths import resolve_paths, resolve_profile
+
+        paths, name = resolve_paths(), resolve_profile(profile)
+        where, opened_with = (paths, name, store), self._opened_with(paths, name)
+        kept = self._open.get(where)
+        if kept is not None and kept[0] == opened_with:
+            engine = kept[1]
+            engine.damaged.clear()  # what this command finds damaged, as in-process
+            return engine
+        engine = MemoryEngine(name, paths=paths, store=store, notice=err,
+                              passphrase=lambda prompt: self._ask(prompt, new=False),
+                              new_passphrase=lambda prompt: self._ask(prompt, new=True))
+        self._open[where] = (opened_with, engine)
+        return engine
+
+    def held(self) -> list[dict[str, Any]]:
+        return [{"profile": where[1], "store": where[2] or "local", "unlocked": engine.holds_key}
+                for where, (_opened_with, engine) in self._open.items()]
+
+    def _ask(self, prompt: str, new: bool) -> str | None:
+        assert self.agent.current is not None, "passphrases are asked during a command"
+        return self.agent.current.passphrase(prompt, new)
+
+    @staticmethod
+    def _opened_with(paths: Any, profile: str) -> tuple[Any, ...]:
+        env = tuple(sorted((k, v) for k, v in os.environ.items()
+                           if k.startswith(("MEMOS_", "OPENAI_"))))
+        files = (paths.config_file, *paths.profile_files(profile).key_files)
+        return env, tuple(_identity(path) for path in files)
+
+
+def _code_state() -> list[tuple[str, int, int]]:
+    package = Path(__file__).resolve().parent
+    return [(str(source), source.stat().st_size, source.stat().st_mtime_ns)
+            for source in sorted(package.rglob("*.py"))]
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def _listening(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def main(argv: list[str]) -> None:
+    os.umask(0o077)
+    Agent(Path(argv[0])).serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
