@@ -138,8 +138,11 @@ def control(path: Path, op: str) -> dict[str, Any] | None:
     if sock is None:
         return None
     with sock:
-        wire.send_json(sock, wire.CONTROL, {"op": op})
-        kind, payload = wire.receive(sock)
+        try:
+            wire.send_json(sock, wire.CONTROL, {"op": op})
+            kind, payload = wire.receive(sock)
+        except (EOFError, ConnectionError):
+            return None  # it died meanwhile, or refused us
     return wire.decode(payload) if kind == wire.STATUS else None
 
 

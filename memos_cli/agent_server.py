@@ -36,6 +36,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any, Iterator  # noqa: E402
 
 from memos_cli import agent_protocol as wire  # noqa: E402
+from memos_cli.atomic import file_identity  # noqa: E402
 from memos_cli.config import AGENT_TTL, duration  # noqa: E402
 from memos_cli.errors import ExitCode, UsageError  # noqa: E402
 
@@ -64,8 +65,6 @@ class Agent:
     def serve(self) -> None:
         """Listen, run commands until stopped or idle for ``ttl``, then leave no socket."""
         self._listener = self._listen()
-        signal.signal(signal.SIGTERM, lambda _signum, _frame: self.stop())
-        signal.signal(signal.SIGINT, self._on_interrupt)
         threading.Thread(target=self._accept, daemon=True).start()
         try:
             self._run_commands()
@@ -76,7 +75,7 @@ class Agent:
     def stop(self) -> None:
         self._commands.put(None)
 
-    def _on_interrupt(self, _signum: int, _frame: Any) -> None:
+    def on_interrupt(self, _signum: int, _frame: Any) -> None:
         """Ctrl-C at the client (sent as SIGINT by ``Channel``) stops the running command;
         one that arrives after its command ended is ignored."""
         if self.current is not None and self.current.interruptible:
@@ -404,21 +403,13 @@ class _Engines:
         env = tuple(sorted((k, v) for k, v in os.environ.items()
                            if k.startswith(("MEMOS_", "OPENAI_"))))
         files = (paths.config_file, *paths.profile_files(profile).key_files)
-        return env, tuple(_identity(path) for path in files)
+        return env, tuple(file_identity(path) for path in files)
 
 
 def _code_state() -> list[tuple[str, int, int]]:
     package = Path(__file__).resolve().parent
     return [(str(source), source.stat().st_size, source.stat().st_mtime_ns)
             for source in sorted(package.rglob("*.py"))]
-
-
-def _identity(path: Path) -> tuple[int, int, int] | None:
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def _listening(path: Path) -> bool:
@@ -434,7 +425,10 @@ def _listening(path: Path) -> bool:
 
 def main(argv: list[str]) -> None:
     os.umask(0o077)
-    Agent(Path(argv[0])).serve()
+    agent = Agent(Path(argv[0]))
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: agent.stop())
+    signal.signal(signal.SIGINT, agent.on_interrupt)
+    agent.serve()
 
 
 if __name__ == "__main__":

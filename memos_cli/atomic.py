@@ -36,6 +36,17 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600, sync: bool = True) 
         _fsync_dir(path.parent)
 
 
+def file_identity(path: Path) -> tuple[int, int, int] | None:
+    """Which version of ``path`` is on disk (None: none). Files written here are replaced
+    whole, never changed in place, so a new version has a new identity: a cache can
+    tell whether another process has written since it read."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
 def make_private_dirs(directory: Path) -> None:
     """Create ``directory`` and its missing parents, each 0700 whatever the umask
     (``mkdir(parents=True)`` makes parents 0777 under ``umask 000``). Existing ones are

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from memos_cli import crypto, retrieval
-from memos_cli.atomic import write_atomic
+from memos_cli.atomic import file_identity, write_atomic
 from memos_cli.audit import AuditLog, Event
 from memos_cli.config import EmbeddingSettings, embedding_settings, recall_floor, store_settings
 from memos_cli.errors import (IntegrityError, NotFoundError, StoreMismatchError, UsageError,
@@ -437,11 +437,9 @@ class MemoryEngine:
         follows (``take``), unless a write replaced the file in between: files are
         replaced whole, never changed in place, so a new file has a new identity."""
         path = self.paths.keyword_file(self.profile)
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
+        identity = file_identity(path)
+        if identity is None:
             return None
-        identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         ahead, self._read_ahead = self._read_ahead, None
         if ahead is not None and ahead[0] == identity:
             index: KeywordIndex | None = ahead[1]
@@ -623,6 +621,7 @@ class MemoryEngine:
         with self._journal(ids):
             blinded = codec.blind(vectors)
             self.store.add(ids, blinded, [codec.seal(m, vector=v) for m, v in zip(memories, blinded)])
+            failpoint("add:rows-stored")
             index.add([_entry(m) for m in memories])
             self._save_keywords()
             meta = self.store.meta()  # counts toward consolidating by itself (a number only)

@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path
 from typing import Iterable
 
-from memos_cli.atomic import write_atomic
+from memos_cli.atomic import file_identity, write_atomic
 from memos_cli.errors import IntegrityError
 from memos_cli.keys import Unlocked
 from memos_cli.memory import Memory
@@ -30,9 +30,14 @@ class UsageLog:
     def __init__(self, path: Path, context: str) -> None:
         self.path, self.context = path, context
         self._uses: dict[str, list] | None = None  # id -> [count, last ISO time]
+        self._identity: tuple[int, int, int] | None = None  # of the file ``_uses`` came from
 
     def _load(self, keys: Unlocked) -> dict[str, list]:
-        if self._uses is None:
+        """The counts, read again when another process has replaced the file since (a
+        long-lived engine, in the agent or an MCP server, must not write back stale
+        counts over theirs: recording happens under the store lock)."""
+        if self._uses is None or self._identity != file_identity(self.path):
+            self._identity = file_identity(self.path)
             try:
                 blob = self.path.read_bytes()
                 _key_id, payload = open_file(self.path, blob, USAGE_FORMAT, USAGE_VERSION, keys,
@@ -77,9 +82,11 @@ class UsageLog:
             self._save(keys)
 
     def reset(self) -> None:
-        self._uses = None
+        self._uses = self._identity = None
 
     def _save(self, keys: Unlocked) -> None:
         payload = zlib.compress(json.dumps(self._uses).encode())
         write_atomic(self.path, seal_file(USAGE_FORMAT, USAGE_VERSION, keys.next or keys.current,
                                           PURPOSE, payload, self.context), sync=False)
+        self._identity = file_identity(self.path)
+

@@ -34,6 +34,7 @@ def hermetic(tmp_path, monkeypatch):
     monkeypatch.setenv("ANONYMIZED_TELEMETRY", "False")
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("MEMOS_NO_AUTO_CONSOLIDATE", "1")  # tests that want it turn it on
+    monkeypatch.setenv("MEMOS_NO_AGENT", "1")  # no resident agent outlives a test; test_agent's opt in
     _loopback_only(monkeypatch)
     from memos_cli.cli import app as app_module
 
