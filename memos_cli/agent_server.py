@@ -17,28 +17,24 @@ counted. The agent writes nothing but its socket, and logs nothing.
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
-# As in __main__: one BLAS thread serves one command best, and numpy reads this on import.
-for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
-
-import io  # noqa: E402
-import json  # noqa: E402
-import queue  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
-
-from memos_cli import agent_protocol as wire  # noqa: E402
-from memos_cli.atomic import file_identity  # noqa: E402
-from memos_cli.config import AGENT_TTL, duration  # noqa: E402
-from memos_cli.errors import ExitCode, UsageError  # noqa: E402
+from memos_cli import agent_protocol as wire
+from memos_cli import blas
+from memos_cli.atomic import file_identity
+from memos_cli.config import AGENT_TTL, duration
+from memos_cli.errors import ExitCode, UsageError
 
 GREETING_TIMEOUT_S = 10.0  # a connection that says nothing for this long is dropped
 
@@ -180,6 +176,8 @@ class Agent:
                 channel.done({"fallback": "agent.ttl is 0"})
                 return
             code = channel.run(self._invoke, request["argv"])
+            if self._engines is not None:
+                self._engines.settle()
         self.served += 1
         channel.done({"code": code})
 
@@ -300,6 +298,7 @@ class Channel:
         saved_env, saved_streams = dict(os.environ), (sys.stdin, sys.stdout, sys.stderr)
         os.environ.clear()
         os.environ.update(self.request["env"])
+        blas.one_thread(os.environ)  # as __main__ does: numpy may be imported now
         time.tzset()
         sys.stdin, sys.stdout, sys.stderr = self._streams()
         try:
@@ -371,6 +370,7 @@ class _Engines:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self._open: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = {}
+        self._used: set[tuple[Any, ...]] = set()  # by the command running now
 
     def __call__(self, profile: str | None, store: str | None) -> Any:
         from memos_cli.cli.output import err
@@ -380,6 +380,7 @@ class _Engines:
         paths, name = resolve_paths(), resolve_profile(profile)
         where, opened_with = (paths, name, store), self._opened_with(paths, name)
         kept = self._open.get(where)
+        self._used.add(where)
         if kept is not None and kept[0] == opened_with:
             engine = kept[1]
             engine.damaged.clear()  # what this command finds damaged, as in-process
@@ -389,6 +390,14 @@ class _Engines:
                               new_passphrase=lambda prompt: self._ask(prompt, new=True))
         self._open[where] = (opened_with, engine)
         return engine
+
+    def settle(self) -> None:
+        """After a command: what its engines changed themselves (a new profile's key
+        files, a config) is theirs, not another process's, so it keeps them open."""
+        for where in self._used:
+            _before, engine = self._open[where]
+            self._open[where] = (self._opened_with(where[0], where[1]), engine)
+        self._used.clear()
 
     def held(self) -> list[dict[str, Any]]:
         return [{"profile": where[1], "store": where[2] or "local", "unlocked": engine.holds_key}
@@ -401,7 +410,7 @@ class _Engines:
     @staticmethod
     def _opened_with(paths: Any, profile: str) -> tuple[Any, ...]:
         env = tuple(sorted((k, v) for k, v in os.environ.items()
-                           if k.startswith(("MEMOS_", "OPENAI_"))))
+                           if k.startswith(("MEMOS_", "OPENAI_")) and not _read_per_command(k)))
         files = (paths.config_file, *paths.profile_files(profile).key_files)
         return env, tuple(file_identity(path) for path in files)
 
@@ -410,6 +419,15 @@ def _code_state() -> list[tuple[str, int, int]]:
     package = Path(__file__).resolve().parent
     return [(str(source), source.stat().st_size, source.stat().st_mtime_ns)
             for source in sorted(package.rglob("*.py"))]
+
+
+def _read_per_command(name: str) -> bool:
+    """Variables an open engine does not depend on: a passphrase only unlocks (an engine
+    that holds the key must not ask again because the variable is gone), the chat
+    model's settings are for chat, and the rest are read afresh by each command."""
+    return "PASSPHRASE" in name or name.startswith("MEMOS_LLM_") or name in (
+        "MEMOS_DEBUG", "MEMOS_AGENT_TTL", "MEMOS_LOCK_TIMEOUT", "MEMOS_TEST_FAILPOINT",
+        "MEMOS_NO_AUTO_CONSOLIDATE")
 
 
 def _listening(path: Path) -> bool:
@@ -424,6 +442,7 @@ def _listening(path: Path) -> bool:
 
 
 def main(argv: list[str]) -> None:
+    blas.one_thread(os.environ)
     os.umask(0o077)
     agent = Agent(Path(argv[0]))
     signal.signal(signal.SIGTERM, lambda _signum, _frame: agent.stop())

@@ -291,14 +291,35 @@ def test_passphrase_is_typed_once_per_idle_period(agent, cli_proc, monkeypatch):
 
 
 def test_a_closed_pipe_ends_quietly(agent, cli_proc, tmp_path):
+    # More than a pipe holds (64 KiB), in few memories: embedding stops at 256 tokens.
     source = _export_file(tmp_path / "long.jsonl",
-                          [f"Long note {n}: " + "lorem ipsum " * 90 for n in range(100)])
+                          [f"Long note {n}: " + "lorem ipsum " * 500 for n in range(16)])
     assert cli_proc("import", str(source)).code == 0
     shell = subprocess.run(["bash", "-c", f"{sys.executable} -m memos_cli list | head -1; "
                                           "echo status=${PIPESTATUS[0]}"],
                            capture_output=True, text=True, timeout=120)
     assert shell.stdout.count("\n") == 2 and "status=0" in shell.stdout
     assert shell.stderr == ""
+
+
+def test_the_agent_writes_no_plaintext_and_keeps_no_log(agent, cli_proc, home):
+    canary = "Zanzibar-canary-7731 is the safe word"
+    secrets = {"MEMOS_PASSPHRASE": "pass-9931", "MEMOS_LLM_API_KEY": "sk-test-4242"}
+    assert cli_proc("remember", canary, env=secrets).code == 0  # starts the agent
+    assert canary in cli_proc("recall", "the safe word").out
+    assert cli_proc("list").code == 0
+    pid = agent.pid()
+    for fd in (0, 1, 2):
+        assert os.readlink(f"/proc/{pid}/fd/{fd}") == os.devnull
+    environ = Path(f"/proc/{pid}/environ").read_bytes()
+    assert b"pass-9931" not in environ and b"sk-test-4242" not in environ
+    assert cli_proc("agent", "stop").code == 0
+    runtime = sorted(p.name for p in agent.run_dir.rglob("*") if p.is_file() or p.is_socket())
+    assert all(name.endswith(".lock") for name in runtime), runtime
+    for path in [*home.rglob("*"), *agent.run_dir.rglob("*")]:
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"Zanzibar" not in data and b"canary-7731" not in data, path
 
 
 def test_the_client_imports_no_heavy_module(agent, cli_proc):
