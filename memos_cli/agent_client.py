@@ -177,12 +177,17 @@ def _secret_name(name: str) -> bool:
     return "PASSPHRASE" in name or name.endswith(("API_KEY", "_TOKEN"))
 
 
+class _StdinInterrupted(Exception):
+    """Ctrl-C while reading our stdin for the agent (a confirmation prompt)."""
+
+
 class _Command:
     """One command's conversation with the agent."""
 
     def __init__(self, sock: socket.socket, argv: list[str]) -> None:
         self.sock, self.argv = sock, argv
         self.interrupted = False
+        self.reading_stdin = False  # a read of our terminal for the agent is under way
 
     def run(self) -> int | str | None:
         with self.sock:
@@ -221,6 +226,8 @@ class _Command:
             wire.send(self.sock, wire.INTERRUPT)
         except OSError:
             raise KeyboardInterrupt from None
+        if self.reading_stdin:
+            raise _StdinInterrupted  # else the read resumes and waits for a line
 
     def _relay(self) -> int | str | None:
         while True:
@@ -249,7 +256,14 @@ class _Command:
 
     def _answer(self, question: dict[str, Any]) -> None:
         if question["ask"] == "stdin":
-            wire.send(self.sock, wire.STDIN, _read_stdin(int(question["size"])))
+            self.reading_stdin = True
+            try:
+                data = _read_stdin(int(question["size"]))
+            except _StdinInterrupted:
+                data = b""  # the agent has the interrupt already; this ends its read
+            finally:
+                self.reading_stdin = False
+            wire.send(self.sock, wire.STDIN, data)
             return
         from memos_cli import passphrase
 

@@ -140,6 +140,28 @@ def test_terminal_output_is_the_same_through_the_agent(agent, cli_proc):
     assert on_terminal("--no-agent", "list") == table
 
 
+def test_a_prompt_is_answered_and_ctrl_c_stops_the_command(agent, cli_proc):
+    for text in ("The spare key is under the blue pot", "The bike lock code is 0451"):
+        assert cli_proc("remember", text).code == 0
+    spare = next(m["id"] for m in json.loads(cli_proc("list", "--json").out) if "spare" in m["text"])
+
+    def forget_on_terminal(answer: str | None) -> tuple[int, str]:
+        child = pexpect.spawn(MEMOS[0], [*MEMOS[1:], "forget", spare], env=dict(os.environ),
+                              encoding="utf-8", timeout=60, dimensions=(40, 120))
+        child.expect(r"for good\?")
+        child.sendintr() if answer is None else child.sendline(answer)
+        child.expect(pexpect.EOF)
+        child.close()
+        return child.exitstatus, child.before
+
+    code, shown = forget_on_terminal(None)  # Ctrl-C at the confirmation
+    assert code == 130 and "interrupted" in shown
+    assert len(json.loads(cli_proc("list", "--json").out)) == 2
+    assert forget_on_terminal("y")[0] == 0
+    assert _texts(cli_proc("list", "--json")) == ["The bike lock code is 0451"]
+    assert agent.status()["served"] >= 6
+
+
 def test_idle_agent_exits_and_leaves_no_socket(agent, cli_proc):
     assert cli_proc("remember", "x marks the spot", env={"MEMOS_AGENT_TTL": "1s"}).code == 0
     assert agent.status()["ttl_s"] == 1.0
