@@ -69,5 +69,6 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         return
     held = ", ".join(f"{p['profile']}{'' if p['unlocked'] else ' (locked)'}"
                      for p in info.pop("profiles")) or "-"
-    rows = [*info.items(), ("profiles", held)]
+    rows = [*((name, f"{value:g}" if isinstance(value, float) else value)
+              for name, value in info.items()), ("profiles", held)]
     print_table("memos agent", ["", "value"], rows) if stdout_is_terminal() else print_tsv(rows)
