@@ -144,11 +144,13 @@ class Agent:
 
     def _run_commands(self) -> None:
         while True:
-            try:
-                idle = time.monotonic() - self.last_used
-                item = self._commands.get(timeout=max(0.0, self.ttl - idle))
-            except queue.Empty:
+            left = self.ttl - (time.monotonic() - self.last_used)
+            if left <= 0:
                 return  # idle for ttl: leaving forgets the key and everything else
+            try:
+                item = self._commands.get(timeout=min(left, 60.0))  # ttl may be "inf"
+            except queue.Empty:
+                continue
             if item is None:
                 return
             conn, request = item
