@@ -110,7 +110,8 @@ def test_started_on_demand_private_and_answers_as_in_process(agent, cli, cli_pro
         (("recall", "quantum chromodynamics lecture notes"), None),  # nothing: exit 3
         (("list",), None), (("list", "--json"), None), (("list", "-n", "1"), None),
         (("show", memory_id[:6]), None), (("show", "ffffffff"), None),
-        (("export", "-"), None), (("audit",), None),
+        (("export", "-"), None), (("audit",), None), (("stats",), None),
+        (("stats", "--json"), None),
         (("update", "ffffffff", "new text"), None),
         (("import", exports), None),  # no such file
         (("import", "-"), "{not json"),
