@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
-import secrets
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from memos_cli import crypto, retrieval
 from memos_cli.atomic import write_atomic
 from memos_cli.audit import AuditLog, Event
-from memos_cli.config import EmbeddingSettings, embedding_settings, recall_floor, store_settings
 from memos_cli.errors import (IntegrityError, NotFoundError, StoreMismatchError, UsageError,
                               VersionError, WrongKeyError)
 from memos_cli.failpoint import failpoint
@@ -34,18 +31,16 @@ from memos_cli.lock import store_lock
 from memos_cli.lifecycle import initial_tier
 from memos_cli.memory import (CORRECTED, TIERS, Memory, Version, as_of, check_kind, new_id,
                               normalise_tags)
-from memos_cli.paths import Paths, resolve_paths, resolve_profile
+from memos_cli.paths import Paths
 from memos_cli.records import RecordCodec
 from memos_cli.retrieval import (Candidate, Hit, crowded_by_episodes, facts_first, favour_period,
                                  happened_in, keyword_evidence, relevance, top, zscore)
-from memos_cli.store import ChromaStore, Remote
+from memos_cli.store import ChromaStore
 from memos_cli.usage import UsageLog
-from memos_cli.vault import Vault
 from memos_cli.timeparse import from_iso, now_utc, query_period, to_iso
+from memos_cli.state import STORE_FORMAT, Progress, ProfileState, read_text, store_meta
 
-STORE_FORMAT = 1
 CANDIDATES = 50  # from each retriever, before fusion (more when filters drop many)
-Progress = Callable[[int, int], None]  # (done, total)
 MIN_PREFIX = 4
 JOIN_HINT = (": run 'memos key export' on a machine that opens the store and "
              "'memos key import FILE' here")
@@ -79,8 +74,37 @@ class NewMemory:
     tier: str | None = None  # None: where its kind starts (see lifecycle.initial_tier)
 
 
+T = TypeVar("T")
+
+
+class _Shared(Generic[T]):
+    """An engine attribute that lives on its profile state, where the jobs see it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, engine: "MemoryEngine", owner: type | None = None) -> T:
+        return getattr(engine._state, self.name)
+
+    def __set__(self, engine: "MemoryEngine", value: T) -> None:
+        setattr(engine._state, self.name, value)
+
+
 class MemoryEngine:
     """One profile's memories, encrypted at rest, found by meaning."""
+
+    paths: _Shared[Paths] = _Shared()
+    profile: _Shared[str] = _Shared()
+    notices: _Shared[list[str]] = _Shared()
+    keys: _Shared[KeyStore] = _Shared()
+    store: _Shared[ChromaStore] = _Shared()
+    recall_floor: _Shared[float] = _Shared()
+    damaged: _Shared[list[str]] = _Shared()  # ids whose ciphertext failed its integrity check
+    # What this engine's last add left the counter at (see consolidation.due).
+    new_since_consolidation: _Shared[int | None] = _Shared()
+    cause: _Shared[str] = _Shared()  # what the audit trail names as the cause of changes
+    audit_log: _Shared[AuditLog] = _Shared()
+    usage: _Shared[UsageLog] = _Shared()
 
     def __init__(self, profile: str | None = None, *, paths: Paths | None = None,
                  embedder: Any = None, passphrase: PassphraseSource = profile_passphrase,
@@ -88,51 +112,17 @@ class MemoryEngine:
                  use_keyring: bool | None = None,
                  notice: Callable[[str], None] | None = None,
                  store: str | None = None) -> None:
-        self.paths = paths or resolve_paths()
-        self.profile = resolve_profile(profile)
-        self.notices: list[str] = []
-        self._notice = notice or self.notices.append
         # ``passphrase`` unlocks; a new key is wrapped by ``new_passphrase`` (default: the
         # same source), or by the keyring or a key file when that gives none.
-        self.keys = KeyStore(self.paths, self.profile, passphrase=passphrase,
-                             new_passphrase=new_passphrase, use_keyring=use_keyring,
-                             notice=self._notice)
-        where = store_settings(self.paths, store)
-        remote = Remote(where.url, where.token, where.ca) if where.url else None
-        self.store = ChromaStore(self.paths.chroma_dir, self.profile, remote)
-        self.recall_floor = recall_floor(self.paths)  # below it, a memory is not an answer
-        self._embedder = embedder
-        self._unlocked: Unlocked | None = None
-        self._codec: RecordCodec | None = None
-        self._keywords: KeywordIndex | None = None
-        # The saved index as read before taking the lock, with the file's identity, for
-        # the first locked use to take over if no write has replaced the file meanwhile.
-        self._read_ahead: tuple[tuple[int, int, int], KeywordIndex] | None = None
-        self._generation: str | None = None
-        self.damaged: list[str] = []  # ids whose ciphertext failed its integrity check
-        # What this engine's last add left the counter at (see consolidation.due).
-        self.new_since_consolidation: int | None = None
-        self.cause = "library"  # what the audit trail names as the cause of changes
-        self.audit_log = AuditLog(self.paths.audit_file(self.profile), f"audit/{self.profile}")
-        self.usage = UsageLog(self.paths.usage_file(self.profile), f"usage/{self.profile}")
+        self._state = ProfileState(profile, paths=paths, embedder=embedder,
+                                   passphrase=passphrase, new_passphrase=new_passphrase,
+                                   use_keyring=use_keyring, notice=notice, store=store)
 
     # --- plumbing ------------------------------------------------------------------
 
     @property
     def embedder(self) -> Any:
-        if self._embedder is None:
-            self._embedder = _shared_embedder(self._embedding_settings())
-        return self._embedder
-
-    def _embedding_settings(self) -> EmbeddingSettings:
-        """The configured embedder; an endpoint's API key from the environment, else from
-        the vault (``config set embedding.api_key``), else OPENAI_API_KEY."""
-        settings = embedding_settings(self.paths)
-        if settings.model.startswith("openai:") and not os.environ.get("MEMOS_EMBED_API_KEY"):
-            stored = self.secret("embedding.api_key")
-            if stored:
-                settings = replace(settings, api_key=stored)
-        return settings
+        return self._state.embedder
 
     def exists(self) -> bool:
         """Whether this profile has a key, i.e. was ever written to."""
@@ -157,23 +147,20 @@ class MemoryEngine:
     def unlock(self) -> Unlocked | None:
         """Unlock the profile's key if it has one and it is not unlocked yet (this may
         ask for the passphrase); None for a profile with no key."""
-        if self._unlocked is None and self.keys.exists():
-            self._unlocked = self.keys.unlock()
-        return self._unlocked
+        return self._state.unlock()
 
     def adopt_keys(self, unlocked: Unlocked | None) -> None:
         """Use ``unlocked`` from now on (a restore brought another key), dropping every
         cache made under the previous one."""
-        self._unlocked = unlocked
-        self.drop_caches()
+        self._state.adopt_keys(unlocked)
 
     def drop_caches(self) -> None:
         """Forget the codec and keyword index (the files under them were replaced)."""
-        self._codec = self._keywords = None
+        self._state.drop_caches()
 
     def notice(self, text: str) -> None:
         """Tell the user something on the side (stderr in the CLI, ``notices`` otherwise)."""
-        self._notice(text)
+        self._state.notice(text)
 
     @contextmanager
     def _session(self, write: bool, create: bool | None = None) -> Iterator[RecordCodec | None]:
@@ -184,12 +171,12 @@ class MemoryEngine:
         """
         create = write if create is None else create
         with self._locked():
-            if self._unlocked is None:
+            if self._state.unlocked is None:
                 self._refuse_foreign_store()
                 if not create:
                     yield None
                     return
-                self._unlocked = self.keys.create()
+                self._state.unlocked = self.keys.create()
             codec = self._open_store(create=create)
             if codec is None:
                 yield None
@@ -197,7 +184,7 @@ class MemoryEngine:
             if write:
                 # Before writing, not after: a write that committed must not then fail
                 # (a full disk), and others cannot look before we release the lock.
-                self._bump_generation()
+                self._state.bump_generation()
             yield codec
 
     @contextmanager
@@ -216,7 +203,7 @@ class MemoryEngine:
             self.unlock()  # may prompt: done before taking the lock
         self.store.preload()  # importing Chroma takes a second: not while others wait
         with store_lock(self.paths.lock_file):
-            self._refresh_if_stale()
+            self._state.refresh_if_stale()
             self._recover_consolidation()
             self._recover_restore()
             if unlock and self.unlock() is not None:  # again: a finished restore changed it
@@ -225,16 +212,16 @@ class MemoryEngine:
 
     def _recover_store(self) -> None:
         """Finish or undo an interrupted reindex, write or key rotation (needs the key)."""
-        assert self._unlocked is not None
+        assert self._state.unlocked is not None
         self._load_store_token()
         self._recover_reindex()
-        pending = self.paths.journal_file(self.profile).exists() or self._unlocked.next
+        pending = self.paths.journal_file(self.profile).exists() or self._state.unlocked.next
         if pending and self.store.exists():
             self._check_store_key_only()
             self._recover_journal()
-            if self._unlocked.next is not None:
+            if self._state.unlocked.next is not None:
                 self._rotate_rows()
-                self._codec = None
+                self._state.codec = None
 
     def _create_key(self, check_store: bool = True) -> Unlocked:
         """A new key for a profile that has none, unless memories are stored without it."""
@@ -246,7 +233,7 @@ class MemoryEngine:
         """Unlock, and derive the vector rotation for ``dim``, before taking the lock:
         a passphrase prompt and a QR decomposition are not for other processes to wait on."""
         if self.unlock() is not None:
-            for key in (self._keys().current, self._keys().next):
+            for key in (self._state.unlocked_keys().current, self._state.unlocked_keys().next):
                 if key is not None:
                     key.rotation(dim)
 
@@ -265,34 +252,29 @@ class MemoryEngine:
 
     def _open_store(self, create: bool) -> RecordCodec | None:
         """The codec for the store (made if ``create``); recovery already ran (``_locked``)."""
-        assert self._unlocked is not None
-        if self._codec is not None:
-            return self._codec
+        assert self._state.unlocked is not None
+        if self._state.codec is not None:
+            return self._state.codec
         if not self.store.exists():
             if not create:
                 return None
-            self.store.create(self._store_meta(self._unlocked.current, self._embed_meta()))
+            self.store.create(store_meta(self._state.unlocked.current, self._state.embed_meta()))
         meta = self.store.meta()
         self._check_store(meta)
-        self._codec = self._new_codec(meta)
-        return self._codec
-
-    def _new_codec(self, meta: dict[str, Any] | None = None) -> RecordCodec:
-        assert self._unlocked is not None
-        meta = self.store.meta() if meta is None else meta
-        return RecordCodec(self._unlocked, vector_tags=bool(meta.get("vector_tags")))
+        self._state.codec = self._state.new_codec(meta)
+        return self._state.codec
 
     def _load_store_token(self) -> None:
         """A server's token from the vault, unless the environment gave one (needs the key)."""
         remote = self.store.remote
-        if remote is not None and remote.token is None and self._unlocked is not None:
-            remote.token = self._vault().read(self._keys()).get("store.token")
+        if remote is not None and remote.token is None and self._state.unlocked is not None:
+            remote.token = self._state.vault().read(self._state.unlocked_keys()).get("store.token")
 
     def _check_store(self, meta: dict[str, Any]) -> None:
-        assert self._unlocked is not None
+        assert self._state.unlocked is not None
         if int(meta.get("memos_format", 0)) > STORE_FORMAT:
             raise VersionError("this store was written by a later version of memos: upgrade memos")
-        key = self._unlocked.by_id(str(meta.get("key_id")))
+        key = self._state.unlocked.by_id(str(meta.get("key_id")))
         if key is None:
             elsewhere = self.store.remote is not None  # e.g. rotated by another machine
             raise WrongKeyError("this store was made with another key than the one in "
@@ -304,49 +286,19 @@ class MemoryEngine:
             # value itself was altered.
             raise IntegrityError("the store's check value failed its integrity check: "
                                  "the store's metadata was altered") from None
-        configured = self._configured_model()
+        configured = self._state.configured_model()
         if meta.get("embed_model") != configured:
             raise StoreMismatchError(
                 f"this store was built with the embedding model {meta.get('embed_model')!r} "
                 f"but {configured!r} is configured: change it back, or run 'memos reindex'")
-
-    def _configured_model(self) -> str:
-        return self.embedder.model_id  # cheap: embedders load their model on first use
-
-    def _embed_meta(self) -> dict[str, Any]:
-        return {"embed_model": self.embedder.model_id, "embed_dim": int(self.embedder.dim or 0)}
-
-    @staticmethod
-    def _store_meta(key: Any, embed: dict[str, Any]) -> dict[str, Any]:
-        check = crypto.seal(key.key, b"memos-store", "check/" + key.key_id)
-        return {"memos_format": STORE_FORMAT, "key_id": key.key_id,
-                "check": crypto.b64e(check), "vector_tags": 1, **embed}
-
-    def _refresh_if_stale(self) -> None:
-        """Notice writes by other engines or processes since we last looked.
-
-        Two caches can go stale: this engine's (codec, keyword index, collection
-        handle), and Chroma's own client, which is shared by the whole process.
-        """
-        current = _read_text(self.paths.data_dir / "store.gen")
-        if self._generation is not None and current != self._generation:
-            self.store.disconnect()
-            self._codec = None
-            self._keywords = None
-            self.usage.reset()
-        shared = str(self.paths.chroma_dir)
-        if _SEEN_GENERATION.get(shared, current) != current:
-            self.store.reset()  # another process wrote through its own Chroma client
-        _SEEN_GENERATION[shared] = current
-        self._generation = current
 
     def _recover_consolidation(self) -> None:
         if any(self.paths.data_dir.glob(".consolidation-*")):
             from memos_cli import consolidation
 
             consolidation.recover(self)
-            self._codec = None
-            self._bump_generation()  # other processes must re-read the restored files
+            self._state.codec = None
+            self._state.bump_generation()  # other processes must re-read the restored files
 
     def _recover_restore(self) -> None:
         if self.paths.restore_marker(self.profile).exists():
@@ -354,11 +306,6 @@ class MemoryEngine:
 
             self._load_store_token()
             backup.recover(self)
-
-    def _bump_generation(self) -> None:
-        token = secrets.token_hex(8)
-        write_atomic(self.paths.data_dir / "store.gen", token.encode())
-        self._generation = _SEEN_GENERATION[str(self.paths.chroma_dir)] = token
 
     # --- crash safety: the write journal --------------------------------------------------
 
@@ -375,17 +322,17 @@ class MemoryEngine:
         try:
             yield
         except BaseException:
-            self._keywords = None  # it may list rows that are gone again: reload it
-            self.store.scrub_delete(self._existing(ids), self._dim())
-            self._record(event)
+            self._state.keywords = None  # it may list rows that are gone again: reload it
+            self.store.scrub_delete(self._state.existing(ids), self._state.dim())
+            self._state.record(event)
             path.unlink(missing_ok=True)
             raise
-        self._record(event)
+        self._state.record(event)
         path.unlink(missing_ok=True)
 
     def _recover_journal(self) -> None:
         path = self.paths.journal_file(self.profile)
-        text = _read_text(path)
+        text = read_text(path)
         if text is None:
             return
         try:
@@ -393,38 +340,28 @@ class MemoryEngine:
             ids, event = doc["add"], Event(**doc["event"]) if "event" in doc else None
         except (ValueError, KeyError, TypeError):
             ids, event = [], None
-        self.store.scrub_delete(self._existing(ids), self._dim())
-        if event is not None and self.audit_log.read(self._keys())[-1:] != [event]:
-            self._record(event)  # (a process killed after recording it left it last)
+        self.store.scrub_delete(self._state.existing(ids), self._state.dim())
+        if event is not None and self.audit_log.read(self._state.unlocked_keys())[-1:] != [event]:
+            self._state.record(event)  # (a process killed after recording it left it last)
         path.unlink(missing_ok=True)
-        self._notice("notice: an interrupted " + ("forget was finished" if event
+        self._state.notice("notice: an interrupted " + ("forget was finished" if event
                                                   else "write was rolled back"))
-
-    def _record(self, event: Event | None) -> None:
-        if event is not None:
-            self.audit_log.append(self._keys(), [event])
-
-    def _existing(self, ids: Sequence[str]) -> list[str]:
-        return [row.id for row in self.store.get(list(ids))]
-
-    def _dim(self) -> int:
-        return int(self.store.meta().get("embed_dim") or self.embedder.dim)
 
     # --- the keyword index -----------------------------------------------------------------
 
     def _keyword_index(self) -> KeywordIndex:
         """The profile's keyword index: loaded, or rebuilt if missing or out of step."""
-        if self._keywords is None:
-            assert self._codec is not None
+        if self._state.keywords is None:
+            assert self._state.codec is not None
             index = self._load_keywords(take=True)
             if index is None or not self._index_matches(index):
                 # Storage order is insertion order, which threads need.
-                memories = [m for _row, m in self._open_rows(self._codec, self.store.scan())]
+                memories = [m for _row, m in self._state.open_rows(self._state.codec, self.store.scan())]
                 index = KeywordIndex([_entry(m) for m in memories])
-                self._keywords = index
+                self._state.keywords = index
                 self._save_keywords()
-            self._keywords = index
-        return self._keywords
+            self._state.keywords = index
+        return self._state.keywords
 
     def _load_keywords(self, take: bool = False) -> KeywordIndex | None:
         """The saved keyword index, or None. Decrypting and decompressing it grows with the
@@ -437,13 +374,13 @@ class MemoryEngine:
         except FileNotFoundError:
             return None
         identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        ahead, self._read_ahead = self._read_ahead, None
+        ahead, self._state.read_ahead = self._state.read_ahead, None
         if ahead is not None and ahead[0] == identity:
             index: KeywordIndex | None = ahead[1]
         else:
-            index = KeywordIndex.load(path, self._keys(), self._index_context)
+            index = KeywordIndex.load(path, self._state.unlocked_keys(), self._state.keyword_context)
         if index is not None and not take:
-            self._read_ahead = (identity, index)
+            self._state.read_ahead = (identity, index)
         return index
 
     def _index_matches(self, index: KeywordIndex) -> bool:
@@ -456,22 +393,9 @@ class MemoryEngine:
         return {e.id for e in index.entries} == set(self.store.all_ids())
 
     def _save_keywords(self) -> None:
-        if self._keywords is not None:
-            self._keywords.save(self.paths.keyword_file(self.profile), self._keys(),
-                                self._index_context)
-
-    def _keys(self) -> Unlocked:
-        """The unlocked keys: side files open with the key they name, and new ones are
-        sealed under the next key mid-rotation, as rows are."""
-        assert self._unlocked is not None
-        return self._unlocked
-
-    def _vault(self) -> Vault:
-        return Vault(self.paths.vault_file(self.profile), self.profile)
-
-    @property
-    def _index_context(self) -> str:
-        return f"keywords/{self.profile}"
+        if self._state.keywords is not None:
+            self._state.keywords.save(self.paths.keyword_file(self.profile), self._state.unlocked_keys(),
+                                self._state.keyword_context)
 
     # --- moving the key between machines ---------------------------------------------------
 
@@ -482,8 +406,8 @@ class MemoryEngine:
         with self._session(write=False) as codec:
             if codec is None:
                 raise NotFoundError("this profile has no key yet: nothing to export")
-            assert self._unlocked is not None
-            return self.keys.export(self._unlocked, passphrase)
+            assert self._state.unlocked is not None
+            return self.keys.export(self._state.unlocked, passphrase)
 
     def import_key(self, exported: dict[str, Any], passphrase: str) -> None:
         """Join a store made elsewhere (a shared Chroma server) by adopting its key.
@@ -496,29 +420,27 @@ class MemoryEngine:
             imported = self.keys.open_export(exported, passphrase)
             if unused is not None:  # re-sealed first: the old key still exists if we die here
                 self._reseal_side_files(Unlocked(unused, imported))
-            self._unlocked = self.keys.import_key(exported, passphrase, replace=unused is not None,
+            self._state.unlocked = self.keys.import_key(exported, passphrase, replace=unused is not None,
                                                   opened=imported)
-            self._audit("key changed", [])
+            self._state.audit("key changed", [])
 
     def _unused_key(self) -> DataKey | None:
         """This profile's data key if it has one that opens no store; None if it has none.
 
         Raises if memories are stored under it: replacing it would orphan them.
         """
-        if self._unlocked is None:
+        if self._state.unlocked is None:
             return None
-        if self.store.exists() and self.store.meta().get("key_id") == self._unlocked.current.key_id:
+        if self.store.exists() and self.store.meta().get("key_id") == self._state.unlocked.current.key_id:
             raise UsageError(f"profile {self.profile!r} already has memories under its own key: "
                              "importing another would orphan them (use another --profile)")
-        return self._unlocked.current
+        return self._state.unlocked.current
 
     # --- secrets (API keys) -----------------------------------------------------------------
 
     def secret(self, name: str) -> str | None:
         """A secret from the profile's vault (None if unset or no profile yet)."""
-        if self.unlock() is None:
-            return None
-        return self._vault().read(self._keys()).get(name)
+        return self._state.secret(name)
 
     def set_secret(self, name: str, value: str | None) -> None:
         """Store (or with None, remove) a secret in the vault, sealed.
@@ -527,32 +449,26 @@ class MemoryEngine:
         can reach the server.
         """
         with self._locked():
-            if self._unlocked is None:
+            if self._state.unlocked is None:
                 # A server may not be reachable before its token is set: only a local
                 # store is checked for a lost key.
-                self._unlocked = self._create_key(check_store=self.store.remote is None)
-            vault = self._vault()
-            secrets_ = vault.read(self._keys())
+                self._state.unlocked = self._create_key(check_store=self.store.remote is None)
+            vault = self._state.vault()
+            secrets_ = vault.read(self._state.unlocked_keys())
             if value is None:
                 secrets_.pop(name, None)
             else:
                 secrets_[name] = value
-            vault.write(self._keys(), secrets_)
+            vault.write(self._state.unlocked_keys(), secrets_)
 
     # --- the audit trail ---------------------------------------------------------------------
-
-    def _audit(self, action: str, ids: list[str], count: int = 0) -> None:
-        self.audit_log.append(self._keys(), [self._event(action, ids, count)])
-
-    def _event(self, action: str, ids: list[str], count: int = 0) -> Event:
-        return Event(to_iso(now_utc()), action, list(ids), self.cause, count or len(ids))
 
     def audit(self, since: datetime | None = None) -> list[Event]:
         """Every recorded change, oldest first (``audit_log.damaged`` counts lines that fail their check)."""
         with self._session(write=False) as codec:
             if codec is None:
                 return []
-            events = self.audit_log.read(self._keys())
+            events = self.audit_log.read(self._state.unlocked_keys())
         return [e for e in events if since is None or from_iso(e.at) >= since]
 
     # --- writing -------------------------------------------------------------------------
@@ -602,7 +518,7 @@ class MemoryEngine:
         for start in range(0, len(unique), 500):
             batch = unique[start:start + 500]
             where = {"h": batch[0]} if len(batch) == 1 else {"h": {"$in": batch}}
-            for row, memory in self._open_rows(codec, self.store.find(where), with_usage=False):
+            for row, memory in self._state.open_rows(codec, self.store.find(where), with_usage=False):
                 found[row.meta["h"]] = memory
         return found
 
@@ -624,7 +540,7 @@ class MemoryEngine:
             meta["new_since_consolidation"] = int(meta.get("new_since_consolidation", 0)) + len(ids)
             self.store.set_meta(meta)
             self.new_since_consolidation = meta["new_since_consolidation"]
-            self._audit(action, ids)
+            self._state.audit(action, ids)
 
     def _new_memory(self, item: NewMemory, now: str) -> Memory:
         text = item.text.strip()
@@ -717,7 +633,7 @@ class MemoryEngine:
         if memory.text != before:
             index.replace(memory.id, tokenize(memory.text))
             self._save_keywords()
-        self._audit(_ACTIONS_BY_REASON.get(reason, "updated"), [memory.id])
+        self._state.audit(_ACTIONS_BY_REASON.get(reason, "updated"), [memory.id])
         return memory
 
     def forget(self, ids: Sequence[str], *, cascade: bool = True) -> int:
@@ -735,12 +651,12 @@ class MemoryEngine:
             index = self._keyword_index()
             self._strip_sources(codec, rebuilt, set(doomed))
             # The trail keeps that something was forgotten, and when; not which.
-            self.audit_log.strike(self._keys(), doomed)
-            self.usage.forget(self._keys(), doomed)
+            self.audit_log.strike(self._state.unlocked_keys(), doomed)
+            self.usage.forget(self._state.unlocked_keys(), doomed)
             # Journalled like an add: if the server drops or memos is killed half-way,
             # the deletion is finished (never undone) at the next open.
-            with self._journal(doomed, self._event("forgotten", [], count=len(doomed))):
-                self.store.scrub_delete(doomed, self._dim())
+            with self._journal(doomed, self._state.event("forgotten", [], count=len(doomed))):
+                self.store.scrub_delete(doomed, self._state.dim())
             index.remove(doomed)
             self.damaged = [i for i in self.damaged if i not in set(doomed)]  # gone for good
             self._save_keywords()
@@ -754,7 +670,7 @@ class MemoryEngine:
                 return [], []
             full = sorted({self._resolve(ref) for ref in ids})
             doomed, rebuilt = self._provenance(codec, full, cascade)
-            opened = [m for _row, m in self._open_rows(codec, self.store.get(doomed))]
+            opened = [m for _row, m in self._state.open_rows(codec, self.store.get(doomed))]
             return opened, rebuilt
 
     def prune(self) -> int:
@@ -767,7 +683,7 @@ class MemoryEngine:
         """The ids to delete (``ids`` and, with ``cascade``, summaries made from them)
         and the other memories that refer to any of them."""
         children: dict[str, list[Memory]] = {}
-        for _row, memory in self._open_rows(codec, self.store.scan(), with_usage=False):
+        for _row, memory in self._state.open_rows(codec, self.store.scan(), with_usage=False):
             for source in memory.derived_from:
                 children.setdefault(source, []).append(memory)
         doomed, queue, touched = set(ids), list(ids), {}
@@ -806,8 +722,8 @@ class MemoryEngine:
                 path.unlink(missing_ok=True)
             self.usage.reset()
             self.damaged = []
-            self._unlocked = self._codec = self._keywords = None
-            self._bump_generation()
+            self._state.unlocked = self._state.codec = self._state.keywords = None
+            self._state.bump_generation()
             return count
 
     def import_memories(self, memories: Sequence[Memory],
@@ -819,11 +735,11 @@ class MemoryEngine:
         """
         # Embedded before taking the lock, which others would otherwise wait minutes
         # for: the ones found already stored are embedded too, for nothing.
-        vectors = self._embed_batched([m.text for m in memories], progress)
+        vectors = self._state.embed_batched([m.text for m in memories], progress)
         self._warm(vectors.shape[1])
         with self._session(write=True) as codec:
             assert codec is not None
-            present = set(self._existing([m.id for m in memories]))
+            present = set(self._state.existing([m.id for m in memories]))
             todo = [n for n, m in enumerate(memories) if m.id not in present]
             tags = [codec.text_tag(memories[n].text) for n in todo]
             texts_seen = set(self._rows_by_tag(codec, tags))
@@ -834,17 +750,6 @@ class MemoryEngine:
                     batch.append(n)
             self._add_rows(codec, [memories[n] for n in batch], vectors[batch], "imported")
             return ImportResult(added=len(batch), skipped=len(memories) - len(batch))
-
-    def _embed_batched(self, texts: list[str], progress: Progress | None,
-                       step: int = 256) -> np.ndarray:
-        parts = []
-        for start in range(0, len(texts), step):
-            parts.append(self.embedder.embed(texts[start:start + step]))
-            if progress:
-                progress(min(start + step, len(texts)), len(texts))
-        if not parts:
-            return np.zeros((0, int(self.embedder.dim or 1)), dtype=np.float32)
-        return np.vstack(parts)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -894,7 +799,7 @@ class MemoryEngine:
         are left out (``KeywordIndex.strip_common``), as the saved keyword index says: it
         is read without the lock, which is safe (it is replaced atomically), and one a
         write or two old serves as well."""
-        index = self._keywords
+        index = self._state.keywords
         if index is None and self.unlock() is not None:
             index = self._load_keywords()
         vector = self.embedder.embed([index.strip_common(query) if index else query])
@@ -906,7 +811,7 @@ class MemoryEngine:
         if not hits:
             return
         now = to_iso(now_utc())
-        self.usage.record(self._keys(), [h.memory.id for h in hits], now)
+        self.usage.record(self._state.unlocked_keys(), [h.memory.id for h in hits], now)
         for hit in hits:
             hit.memory.access_count += 1
             hit.memory.last_access = now
@@ -921,7 +826,7 @@ class MemoryEngine:
         for candidate in ranked:
             if retrieval.settled(scores, limit, candidate.fused):
                 break
-            for _row, memory in self._open_rows(codec, [candidate.row]):
+            for _row, memory in self._state.open_rows(codec, [candidate.row]):
                 hit = keep(memory, candidate)
                 if hit is not None:
                     hits.append(hit)
@@ -970,7 +875,7 @@ class MemoryEngine:
         with self._session(write=False) as codec:
             if codec is None:
                 return []
-            memories = [m for _row, m in self._open_rows(codec, self.store.scan())]
+            memories = [m for _row, m in self._state.open_rows(codec, self.store.scan())]
         memories.sort(key=lambda m: m.created_at)
         return memories
 
@@ -978,7 +883,7 @@ class MemoryEngine:
         with self._session(write=False) as codec:
             if codec is None:
                 raise NotFoundError(f"no memory matches {ref!r}")
-            return self.usage.apply(self._keys(),
+            return self.usage.apply(self._state.unlocked_keys(),
                                     codec.open(self.store.get([self._resolve(ref)])[0]))
 
     def lookup(self, refs: Sequence[str]) -> tuple[builtins.list[Memory], builtins.list[str]]:
@@ -988,7 +893,7 @@ class MemoryEngine:
             if codec is None:
                 raise NotFoundError(f"no memory matches {refs[0]!r}")
             ids = list(dict.fromkeys(self._resolve(ref) for ref in refs))
-            opened = {row.id: m for row, m in self._open_rows(codec, self.store.get(ids))}
+            opened = {row.id: m for row, m in self._state.open_rows(codec, self.store.get(ids))}
         return [opened[i] for i in ids if i in opened], [i for i in ids if i not in opened]
 
     def _resolve(self, ref: str) -> str:
@@ -1001,19 +906,6 @@ class MemoryEngine:
         if len(matches) > 1:
             raise NotFoundError(f"{ref!r} is ambiguous: it matches {len(matches)} memories")
         return matches[0]
-
-    def _open_rows(self, codec: RecordCodec, rows: Iterable[Any],
-                   with_usage: bool = True) -> Iterator[tuple[Any, Memory]]:
-        """Decrypt rows; ``with_usage`` adds recorded recalls (for reading, not rewriting)."""
-        key = self._keys()
-        for row in rows:
-            try:
-                memory = codec.open(row)
-            except IntegrityError:
-                if row.id not in self.damaged:
-                    self.damaged.append(row.id)
-                continue
-            yield row, (self.usage.apply(key, memory) if with_usage else memory)
 
     def stats(self) -> dict[str, Any]:
         memories = self.all_memories()
@@ -1032,7 +924,7 @@ class MemoryEngine:
         }
         with self._session(write=False) as codec:
             meta = self.store.meta() if codec is not None else {}
-        info["embedding_model"] = meta.get("embed_model") or self._configured_model()
+        info["embedding_model"] = meta.get("embed_model") or self._state.configured_model()
         info["embedding_dim"] = meta.get("embed_dim")
         info["key_mode"] = self.keys.status()["mode"] if self.keys.exists() else None
         return info
@@ -1046,34 +938,34 @@ class MemoryEngine:
         so a crash at any point leaves one complete, consistent store.
         """
         with self._locked():
-            if self._unlocked is None:
+            if self._state.unlocked is None:
                 self._refuse_foreign_store()
                 return 0
             if not self.store.exists():
                 return 0
             self._check_store_key_only()
-            codec = self._new_codec()
+            codec = self._state.new_codec()
             rows = list(self.store.scan())
             memories = [codec.open(row) for row in rows]
-            vectors = self._embed_batched([m.text for m in memories], progress)
+            vectors = self._state.embed_batched([m.text for m in memories], progress)
             self._swap_in(codec, rows, vectors)
-            self._codec = None
-            self._bump_generation()
-            self._audit("reindexed", [], count=len(memories))
+            self._state.codec = None
+            self._state.bump_generation()
+            self._state.audit("reindexed", [], count=len(memories))
             return len(memories)
 
     def _check_store_key_only(self) -> None:
         meta = self.store.meta()
         saved = meta.get("embed_model")
-        meta["embed_model"] = self._configured_model()
+        meta["embed_model"] = self._state.configured_model()
         self._check_store(meta)
         meta["embed_model"] = saved
 
     def _swap_in(self, codec: RecordCodec, rows: builtins.list[Any], vectors: np.ndarray) -> None:
-        assert self._unlocked is not None
+        assert self._state.unlocked is not None
         temp = self.store.sibling(self.profile + "-reindex")
         temp.drop()
-        temp.create(self._store_meta(self._unlocked.current, self._embed_meta()))
+        temp.create(store_meta(self._state.unlocked.current, self._state.embed_meta()))
         blinded = codec.blind(vectors)
         temp.add([r.id for r in rows], blinded,
                  [codec.tag_vector(r.meta, r.id, v) for r, v in zip(rows, blinded)])
@@ -1098,45 +990,45 @@ class MemoryEngine:
         if not new_passphrase:
             raise UsageError("the new passphrase is empty")
         with self._locked():
-            unlocked = self._unlocked or self._create_key()
-            self._unlocked = unlocked
+            unlocked = self._state.unlocked or self._create_key()
+            self._state.unlocked = unlocked
 
             def proves(candidate: Unlocked) -> None:
                 if self.store.exists():
-                    saved, self._unlocked = self._unlocked, candidate
+                    saved, self._state.unlocked = self._state.unlocked, candidate
                     try:
                         self._check_store_key_only()
                     except IntegrityError:
                         raise WrongKeyError("the new wrap does not open the store: "
                                             "the passphrase was not changed") from None
                     finally:
-                        self._unlocked = saved
+                        self._state.unlocked = saved
 
             self.keys.set_passphrase(new_passphrase, unlocked, proves)
-            self._audit("key changed", [])
+            self._state.audit("key changed", [])
 
     def rotate_key(self, progress: Progress | None = None) -> int:
         """Re-encrypt every memory under a new data key; resumable after a crash."""
         with self._locked():
-            if self._unlocked is None:
+            if self._state.unlocked is None:
                 self._refuse_foreign_store()
                 raise NotFoundError("this profile has no key yet: nothing to rotate")
             if self.store.exists():
                 self._check_store_key_only()
-            self._unlocked = self.keys.begin_rotation(self._unlocked)
+            self._state.unlocked = self.keys.begin_rotation(self._state.unlocked)
             count = self._rotate_rows(progress)
-            self._codec = None
-            self._bump_generation()
+            self._state.codec = None
+            self._state.bump_generation()
             return count
 
     def _rotate_rows(self, progress: Progress | None = None) -> int:
         """Re-seal rows, then every side file, under the next key; only then drop the old
         one. Each step can run again after a kill: rows and files name their key."""
-        assert self._unlocked is not None and self._unlocked.next is not None
-        old, new = self._unlocked.current, self._unlocked.next
+        assert self._state.unlocked is not None and self._state.unlocked.next is not None
+        old, new = self._state.unlocked.current, self._state.unlocked.next
         count = 0
         if self.store.exists():
-            codec = self._new_codec()
+            codec = self._state.new_codec()
             rows = [r for r in self.store.scan(with_vectors=True) if r.meta.get("k") == old.key_id]
             for row in rows:
                 memory = codec.open(row)
@@ -1150,31 +1042,32 @@ class MemoryEngine:
                 failpoint("rotate:row-done")
                 if progress:
                     progress(count, len(rows))
-            self.store.set_meta(self._store_meta(new, {
+            self.store.set_meta(store_meta(new, {
                 k: v for k, v in self.store.meta().items() if k.startswith("embed_")}))
             self.store.compact()  # old ciphertexts leave SQLite's free pages
         failpoint("rotate:rows-done")
-        self._reseal_side_files(self._unlocked)
-        self._audit("key changed", [], count=count)  # under the next key, before the old goes
+        self._reseal_side_files(self._state.unlocked)
+        self._state.audit("key changed", [], count=count)  # under the next key, before the old goes
         failpoint("rotate:before-finish")
-        self._unlocked = self.keys.finish_rotation(self._unlocked)
+        self._state.unlocked = self.keys.finish_rotation(self._state.unlocked)
         failpoint("rotate:finished")
-        self._codec = self._new_codec() if self.store.exists() else RecordCodec(self._unlocked)
+        self._state.codec = (self._state.new_codec() if self.store.exists()
+                             else RecordCodec(self._state.unlocked))
         return count
 
     def _reseal_side_files(self, keys: Unlocked) -> None:
         """Re-seal the keyword index, audit trail, vault and usage counts under the writing
         key of ``keys`` (which must also hold the key they are sealed under now)."""
-        index = KeywordIndex.load(self.paths.keyword_file(self.profile), keys, self._index_context)
+        index = KeywordIndex.load(self.paths.keyword_file(self.profile), keys, self._state.keyword_context)
         if index is not None:
-            index.save(self.paths.keyword_file(self.profile), keys, self._index_context)
+            index.save(self.paths.keyword_file(self.profile), keys, self._state.keyword_context)
         else:  # damaged or absent: it is a cache, rebuilt when next needed
             self.paths.keyword_file(self.profile).unlink(missing_ok=True)
-        self._keywords = None
+        self._state.keywords = None
         failpoint("reseal:index")
         self.audit_log.reseal(keys)
         failpoint("reseal:audit")
-        self._vault().reseal(keys)
+        self._state.vault().reseal(keys)
         failpoint("reseal:vault")
         self.usage.reseal(keys)
 
@@ -1194,12 +1087,12 @@ class UnitOfWork:
 
     @property
     def keys(self) -> Unlocked:
-        return self._engine._keys()
+        return self._engine._state.unlocked_keys()
 
     def open_rows(self, rows: Iterable[Any], with_usage: bool = True
                   ) -> Iterator[tuple[Any, Memory]]:
         """Decrypt rows (damaged ones are noted in ``engine.damaged`` and skipped)."""
-        return self._engine._open_rows(self.codec, rows, with_usage=with_usage)
+        return self._engine._state.open_rows(self.codec, rows, with_usage=with_usage)
 
     def new_memory(self, item: NewMemory, now: str) -> Memory:
         return self._engine._new_memory(item, now)
@@ -1219,26 +1112,13 @@ class UnitOfWork:
 
     def record(self, action: str, ids: list[str], count: int = 0) -> None:
         """Add an event to the audit trail."""
-        self._engine._audit(action, ids, count)
+        self._engine._state.audit(action, ids, count)
 
 
 _ACTIONS_BY_REASON = {"update": "updated", CORRECTED: "updated", "superseded": "superseded",
                       "invalidated": "invalidated", "merged": "merged", "archived": "archived",
                       "promoted": "promoted", "demoted": "demoted", "summarised": "summarised"}
-_EMBEDDERS: dict[tuple, Any] = {}
 # The store generation this process's Chroma client has seen, per Chroma folder.
-_SEEN_GENERATION: dict[str, str | None] = {}
-
-
-def _shared_embedder(settings: EmbeddingSettings) -> Any:
-    """One embedder per configuration per process, so the model loads once."""
-    from memos_cli.embedding import make_embedder
-
-    key = (settings.model, settings.base_url, settings.api_key, settings.timeout)
-    if key not in _EMBEDDERS:
-        _EMBEDDERS[key] = make_embedder(settings.model, base_url=settings.base_url,
-                                        api_key=settings.api_key, timeout=settings.timeout)
-    return _EMBEDDERS[key]
 
 
 def _entry(memory: Memory) -> Entry:
@@ -1310,13 +1190,6 @@ def _true_at(memory: Memory, moment: datetime) -> bool:
     ended = memory.valid_to is not None and from_iso(memory.valid_to) <= moment
     return (from_iso(memory.created_at) <= moment and start <= moment and not ended
             and memory.status != "archived")
-
-
-def _read_text(path: Any) -> str | None:
-    try:
-        return path.read_text("utf-8")
-    except FileNotFoundError:
-        return None
 
 
 def _tree_bytes(path: Any) -> int:

@@ -252,7 +252,7 @@ FULL_AT = {"rows": "memos_cli.store.ChromaStore.add",
            "keywords": "memos_cli.keyword.KeywordIndex.save",
            "counter": "memos_cli.store.ChromaStore.set_meta",
            "audit": "memos_cli.audit.AuditLog.append",
-           "generation": "memos_cli.engine.MemoryEngine._bump_generation"}
+           "generation": "memos_cli.state.ProfileState.bump_generation"}
 
 
 @pytest.mark.parametrize("where", sorted(FULL_AT))
