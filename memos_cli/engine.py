@@ -10,24 +10,20 @@ process leaves the store as it was before, never half-written.
 from __future__ import annotations
 
 import builtins
-import json
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from memos_cli import crypto, retrieval
-from memos_cli.atomic import write_atomic
+from memos_cli import retrieval
 from memos_cli.audit import AuditLog, Event
-from memos_cli.errors import (IntegrityError, NotFoundError, StoreMismatchError, UsageError,
-                              VersionError, WrongKeyError)
-from memos_cli.failpoint import failpoint
+from memos_cli.errors import (IntegrityError, NotFoundError, UsageError,
+                              WrongKeyError)
 from memos_cli.keys import DataKey, KeyStore, PassphraseSource, Unlocked
 from memos_cli.passphrase import profile_passphrase
 from memos_cli.keyword import Entry, KeywordIndex, tokenize
-from memos_cli.lock import store_lock
 from memos_cli.lifecycle import initial_tier
 from memos_cli.memory import (CORRECTED, TIERS, Memory, Version, as_of, check_kind, new_id,
                               normalise_tags)
@@ -38,12 +34,13 @@ from memos_cli.retrieval import (Candidate, Hit, crowded_by_episodes, facts_firs
 from memos_cli.store import ChromaStore
 from memos_cli.usage import UsageLog
 from memos_cli.timeparse import from_iso, now_utc, query_period, to_iso
-from memos_cli.state import STORE_FORMAT, Progress, ProfileState, read_text, store_meta
+from memos_cli.state import Progress, ProfileState, store_meta
+from memos_cli.opening import (check_store_key_only, create_key, journal, locked,
+                               refuse_foreign_store, reindex_store, session, warm)
+from memos_cli.rotation import reseal_side_files, rotate_rows
 
 CANDIDATES = 50  # from each retriever, before fusion (more when filters drop many)
 MIN_PREFIX = 4
-JOIN_HINT = (": run 'memos key export' on a machine that opens the store and "
-             "'memos key import FILE' here")
 
 
 @dataclass
@@ -134,14 +131,14 @@ class MemoryEngine:
     def unit(self, write: bool, create: bool | None = None) -> Iterator["UnitOfWork | None"]:
         """The profile opened, unlocked and locked for one batch of work; None when it
         has no store (and ``create``, default ``write``, is false). See ``UnitOfWork``."""
-        with self._session(write, create) as codec:
+        with session(self._state, write, create) as codec:
             yield None if codec is None else UnitOfWork(self, codec)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
         """The store lock, with whatever an interrupted command left finished or undone
         first (the key unlocked when there is one)."""
-        with self._locked():
+        with locked(self._state):
             yield
 
     def unlock(self) -> Unlocked | None:
@@ -162,190 +159,7 @@ class MemoryEngine:
         """Tell the user something on the side (stderr in the CLI, ``notices`` otherwise)."""
         self._state.notice(text)
 
-    @contextmanager
-    def _session(self, write: bool, create: bool | None = None) -> Iterator[RecordCodec | None]:
-        """Unlock, lock, open and repair the store; yields None for a profile with no store.
-
-        ``create`` (default: ``write``) makes the key and store when there are none;
-        ``write`` tells other processes afterwards that the store changed.
-        """
-        create = write if create is None else create
-        with self._locked():
-            if self._state.unlocked is None:
-                self._refuse_foreign_store()
-                if not create:
-                    yield None
-                    return
-                self._state.unlocked = self.keys.create()
-            codec = self._open_store(create=create)
-            if codec is None:
-                yield None
-                return
-            if write:
-                # Before writing, not after: a write that committed must not then fail
-                # (a full disk), and others cannot look before we release the lock.
-                self._state.bump_generation()
-            yield codec
-
-    @contextmanager
-    def _locked(self, unlock: bool = True) -> Iterator[None]:
-        """The store lock, with whatever an interrupted command left finished or undone first.
-
-        Every command that takes the lock comes through here, so none can act on a
-        store that a killed consolidation, restore, reindex, write or rotation left
-        half-done (a rotation that ran before a consolidation was undone lost every
-        memory: the snapshot put back afterwards was sealed under the destroyed key).
-        The order matters: whole-folder snapshots first, then the profile's key, then
-        its rows. ``unlock=False`` (for ``forget --all``, which must destroy a profile
-        it cannot open) does only what needs no key.
-        """
-        if unlock:
-            self.unlock()  # may prompt: done before taking the lock
-        self.store.preload()  # importing Chroma takes a second: not while others wait
-        with store_lock(self.paths.lock_file):
-            self._state.refresh_if_stale()
-            self._recover_consolidation()
-            self._recover_restore()
-            if unlock and self.unlock() is not None:  # again: a finished restore changed it
-                self._recover_store()
-            yield
-
-    def _recover_store(self) -> None:
-        """Finish or undo an interrupted reindex, write or key rotation (needs the key)."""
-        assert self._state.unlocked is not None
-        self._load_store_token()
-        self._recover_reindex()
-        pending = self.paths.journal_file(self.profile).exists() or self._state.unlocked.next
-        if pending and self.store.exists():
-            self._check_store_key_only()
-            self._recover_journal()
-            if self._state.unlocked.next is not None:
-                self._rotate_rows()
-                self._state.codec = None
-
-    def _create_key(self, check_store: bool = True) -> Unlocked:
-        """A new key for a profile that has none, unless memories are stored without it."""
-        if check_store:
-            self._refuse_foreign_store()
-        return self.keys.create()
-
-    def _warm(self, dim: int) -> None:
-        """Unlock, and derive the vector rotation for ``dim``, before taking the lock:
-        a passphrase prompt and a QR decomposition are not for other processes to wait on."""
-        if self.unlock() is not None:
-            for key in (self._state.unlocked_keys().current, self._state.unlocked_keys().next):
-                if key is not None:
-                    key.rotation(dim)
-
-    def _refuse_foreign_store(self) -> None:
-        """A store with no key here is never opened or replaced by a new key: on a server it
-        was made elsewhere (say how to join); locally its key file was lost or moved."""
-        if not self.store.exists():
-            return
-        if self.store.remote is not None:
-            raise WrongKeyError(f"profile {self.profile!r} on {self.store.remote.url} was made "
-                                "with a key this machine does not have" + JOIN_HINT)
-        raise WrongKeyError(f"profile {self.profile!r} has memories but its key file "
-                            f"{self.keys.file} is missing: put it back (from a copy of "
-                            f"{self.paths.keys_dir}), 'memos key import' an export of it, "
-                            "'memos restore' a backup, or 'memos forget --all' to start afresh")
-
-    def _open_store(self, create: bool) -> RecordCodec | None:
-        """The codec for the store (made if ``create``); recovery already ran (``_locked``)."""
-        assert self._state.unlocked is not None
-        if self._state.codec is not None:
-            return self._state.codec
-        if not self.store.exists():
-            if not create:
-                return None
-            self.store.create(store_meta(self._state.unlocked.current, self._state.embed_meta()))
-        meta = self.store.meta()
-        self._check_store(meta)
-        self._state.codec = self._state.new_codec(meta)
-        return self._state.codec
-
-    def _load_store_token(self) -> None:
-        """A server's token from the vault, unless the environment gave one (needs the key)."""
-        remote = self.store.remote
-        if remote is not None and remote.token is None and self._state.unlocked is not None:
-            remote.token = self._state.vault().read(self._state.unlocked_keys()).get("store.token")
-
-    def _check_store(self, meta: dict[str, Any]) -> None:
-        assert self._state.unlocked is not None
-        if int(meta.get("memos_format", 0)) > STORE_FORMAT:
-            raise VersionError("this store was written by a later version of memos: upgrade memos")
-        key = self._state.unlocked.by_id(str(meta.get("key_id")))
-        if key is None:
-            elsewhere = self.store.remote is not None  # e.g. rotated by another machine
-            raise WrongKeyError("this store was made with another key than the one in "
-                                f"{self.keys.file}" + (JOIN_HINT if elsewhere else ""))
-        try:
-            crypto.unseal(key.key, crypto.b64d(str(meta["check"])), "check/" + key.key_id)
-        except (IntegrityError, KeyError):
-            # The key named by the store unwrapped, so it is the right one: the check
-            # value itself was altered.
-            raise IntegrityError("the store's check value failed its integrity check: "
-                                 "the store's metadata was altered") from None
-        configured = self._state.configured_model()
-        if meta.get("embed_model") != configured:
-            raise StoreMismatchError(
-                f"this store was built with the embedding model {meta.get('embed_model')!r} "
-                f"but {configured!r} is configured: change it back, or run 'memos reindex'")
-
-    def _recover_consolidation(self) -> None:
-        if any(self.paths.data_dir.glob(".consolidation-*")):
-            from memos_cli import consolidation
-
-            consolidation.recover(self)
-            self._state.codec = None
-            self._state.bump_generation()  # other processes must re-read the restored files
-
-    def _recover_restore(self) -> None:
-        if self.paths.restore_marker(self.profile).exists():
-            from memos_cli import backup
-
-            self._load_store_token()
-            backup.recover(self)
-
     # --- crash safety: the write journal --------------------------------------------------
-
-    @contextmanager
-    def _journal(self, ids: Sequence[str], event: Event | None = None) -> Iterator[None]:
-        """Rows ``ids`` are deleted at next open if we die inside the block: rows being
-        added are rolled back, rows being forgotten are forgotten all the same. The audit
-        ``event`` is recorded once the rows are gone, by us or by whoever recovers."""
-        path = self.paths.journal_file(self.profile)
-        doc: dict[str, Any] = {"version": 1, "add": list(ids)}
-        if event is not None:
-            doc["event"] = asdict(event)
-        write_atomic(path, json.dumps(doc).encode())
-        try:
-            yield
-        except BaseException:
-            self._state.keywords = None  # it may list rows that are gone again: reload it
-            self.store.scrub_delete(self._state.existing(ids), self._state.dim())
-            self._state.record(event)
-            path.unlink(missing_ok=True)
-            raise
-        self._state.record(event)
-        path.unlink(missing_ok=True)
-
-    def _recover_journal(self) -> None:
-        path = self.paths.journal_file(self.profile)
-        text = read_text(path)
-        if text is None:
-            return
-        try:
-            doc = json.loads(text)
-            ids, event = doc["add"], Event(**doc["event"]) if "event" in doc else None
-        except (ValueError, KeyError, TypeError):
-            ids, event = [], None
-        self.store.scrub_delete(self._state.existing(ids), self._state.dim())
-        if event is not None and self.audit_log.read(self._state.unlocked_keys())[-1:] != [event]:
-            self._state.record(event)  # (a process killed after recording it left it last)
-        path.unlink(missing_ok=True)
-        self._state.notice("notice: an interrupted " + ("forget was finished" if event
-                                                  else "write was rolled back"))
 
     # --- the keyword index -----------------------------------------------------------------
 
@@ -403,7 +217,7 @@ class MemoryEngine:
         """The profile's data key wrapped under ``passphrase``, for ``import_key`` elsewhere."""
         if not passphrase:
             raise UsageError("the export passphrase is empty")
-        with self._session(write=False) as codec:
+        with session(self._state, write=False) as codec:
             if codec is None:
                 raise NotFoundError("this profile has no key yet: nothing to export")
             assert self._state.unlocked is not None
@@ -415,11 +229,11 @@ class MemoryEngine:
         A key this machine already has is replaced only if no store opens with it (an
         earlier ``config set`` of a secret made it); its vault is re-sealed, not lost.
         """
-        with self._locked():
+        with locked(self._state):
             unused = self._unused_key()
             imported = self.keys.open_export(exported, passphrase)
             if unused is not None:  # re-sealed first: the old key still exists if we die here
-                self._reseal_side_files(Unlocked(unused, imported))
+                reseal_side_files(self._state, Unlocked(unused, imported))
             self._state.unlocked = self.keys.import_key(exported, passphrase, replace=unused is not None,
                                                   opened=imported)
             self._state.audit("key changed", [])
@@ -448,11 +262,11 @@ class MemoryEngine:
         Only the key is needed, not the store: a server's token is set before memos
         can reach the server.
         """
-        with self._locked():
+        with locked(self._state):
             if self._state.unlocked is None:
                 # A server may not be reachable before its token is set: only a local
                 # store is checked for a lost key.
-                self._state.unlocked = self._create_key(check_store=self.store.remote is None)
+                self._state.unlocked = create_key(self._state, check_store=self.store.remote is None)
             vault = self._state.vault()
             secrets_ = vault.read(self._state.unlocked_keys())
             if value is None:
@@ -465,7 +279,7 @@ class MemoryEngine:
 
     def audit(self, since: datetime | None = None) -> list[Event]:
         """Every recorded change, oldest first (``audit_log.damaged`` counts lines that fail their check)."""
-        with self._session(write=False) as codec:
+        with session(self._state, write=False) as codec:
             if codec is None:
                 return []
             events = self.audit_log.read(self._state.unlocked_keys())
@@ -482,8 +296,8 @@ class MemoryEngine:
         memories = [self._new_memory(item, now) for item in items]
         vectors = self.embedder.embed([m.text for m in memories]) if memories else None
         if vectors is not None:
-            self._warm(vectors.shape[1])
-        with self._session(write=True) as codec:
+            warm(self._state, vectors.shape[1])
+        with session(self._state, write=True) as codec:
             assert codec is not None
             return self._insert(codec, memories, vectors)
 
@@ -531,7 +345,7 @@ class MemoryEngine:
         ids = [m.id for m in memories]
         # Everything the add changes is inside the journal: a failure anywhere (a full
         # disk) rolls all of it back, and once the journal is cleared nothing can fail.
-        with self._journal(ids):
+        with journal(self._state, ids):
             blinded = codec.blind(vectors)
             self.store.add(ids, blinded, [codec.seal(m, vector=v) for m, v in zip(memories, blinded)])
             index.add([_entry(m) for m in memories])
@@ -582,7 +396,7 @@ class MemoryEngine:
             memory.tags = normalise_tags(tags) if tags is not None else memory.tags
             memory.importance = memory.importance if importance is None else float(importance)
 
-        with self._session(write=True) as codec:
+        with session(self._state, write=True) as codec:
             assert codec is not None
             return self._modify(codec, self._resolve(ref), change, reason, vector)
 
@@ -591,7 +405,7 @@ class MemoryEngine:
 
         Recall and list skip invalid memories unless asked; only ``forget`` deletes.
         """
-        with self._session(write=True) as codec:
+        with session(self._state, write=True) as codec:
             assert codec is not None
             return self._modify(codec, self._resolve(ref), _end_validity, reason, None)
 
@@ -603,7 +417,7 @@ class MemoryEngine:
         now = now_utc()
         replacement = self._new_memory(new, to_iso(now))
         vector = self.embedder.embed([replacement.text])
-        with self._session(write=True) as codec:
+        with session(self._state, write=True) as codec:
             assert codec is not None
             old_id = self._resolve(ref)
             replacement.valid_from = to_iso(now)
@@ -643,7 +457,7 @@ class MemoryEngine:
         one (a summary) is forgotten too (``cascade``); any other memory that holds
         a forgotten one's text in its history (a merge) is rebuilt without it.
         """
-        with self._session(write=True) as codec:
+        with session(self._state, write=True) as codec:
             if codec is None:
                 return 0
             full = sorted({self._resolve(ref) for ref in ids})
@@ -655,7 +469,7 @@ class MemoryEngine:
             self.usage.forget(self._state.unlocked_keys(), doomed)
             # Journalled like an add: if the server drops or memos is killed half-way,
             # the deletion is finished (never undone) at the next open.
-            with self._journal(doomed, self._state.event("forgotten", [], count=len(doomed))):
+            with journal(self._state, doomed, self._state.event("forgotten", [], count=len(doomed))):
                 self.store.scrub_delete(doomed, self._state.dim())
             index.remove(doomed)
             self.damaged = [i for i in self.damaged if i not in set(doomed)]  # gone for good
@@ -665,7 +479,7 @@ class MemoryEngine:
     def forget_preview(self, ids: Sequence[str], *, cascade: bool = True
                        ) -> tuple[list[Memory], list[Memory]]:
         """(memories that forgetting ``ids`` deletes, memories it rebuilds), changing nothing."""
-        with self._session(write=False) as codec:
+        with session(self._state, write=False) as codec:
             if codec is None:
                 return [], []
             full = sorted({self._resolve(ref) for ref in ids})
@@ -713,10 +527,10 @@ class MemoryEngine:
         Needs no key: it is the way out of a lost passphrase. The count is of rows,
         whether or not they could be opened.
         """
-        with self._locked(unlock=False):
+        with locked(self._state, unlock=False):
             count = self.store.count() if self.store.exists() else 0
             self.store.drop()
-            self.store.sibling(self.profile + "-reindex").drop()
+            reindex_store(self._state).drop()
             self.keys.destroy()
             for path in self.paths.profile_files(self.profile).everything:
                 path.unlink(missing_ok=True)
@@ -736,8 +550,8 @@ class MemoryEngine:
         # Embedded before taking the lock, which others would otherwise wait minutes
         # for: the ones found already stored are embedded too, for nothing.
         vectors = self._state.embed_batched([m.text for m in memories], progress)
-        self._warm(vectors.shape[1])
-        with self._session(write=True) as codec:
+        warm(self._state, vectors.shape[1])
+        with session(self._state, write=True) as codec:
             assert codec is not None
             present = set(self._state.existing([m.id for m in memories]))
             todo = [n for n, m in enumerate(memories) if m.id not in present]
@@ -768,7 +582,7 @@ class MemoryEngine:
         floor = self.recall_floor if floor is None else floor
         vector = self._query_vector(query)
         # Counting accesses changes metadata only: other processes need not reload.
-        with self._session(write=False) as codec:
+        with session(self._state, write=False) as codec:
             if codec is None:
                 return []
             index = self._keyword_index()
@@ -803,7 +617,7 @@ class MemoryEngine:
         if index is None and self.unlock() is not None:
             index = self._load_keywords()
         vector = self.embedder.embed([index.strip_common(query) if index else query])
-        self._warm(vector.shape[1])
+        warm(self._state, vector.shape[1])
         return vector
 
     def _touch(self, hits: list[Hit]) -> None:
@@ -872,7 +686,7 @@ class MemoryEngine:
         Memories made in the same second keep the order they were stored in
         (Chroma returns rows in insertion order and the sort is stable).
         """
-        with self._session(write=False) as codec:
+        with session(self._state, write=False) as codec:
             if codec is None:
                 return []
             memories = [m for _row, m in self._state.open_rows(codec, self.store.scan())]
@@ -880,7 +694,7 @@ class MemoryEngine:
         return memories
 
     def show(self, ref: str) -> Memory:
-        with self._session(write=False) as codec:
+        with session(self._state, write=False) as codec:
             if codec is None:
                 raise NotFoundError(f"no memory matches {ref!r}")
             return self.usage.apply(self._state.unlocked_keys(),
@@ -889,7 +703,7 @@ class MemoryEngine:
     def lookup(self, refs: Sequence[str]) -> tuple[builtins.list[Memory], builtins.list[str]]:
         """The memories ``refs`` name, and the ids among them that are damaged (unreadable),
         which can still be forgotten by id."""
-        with self._session(write=False) as codec:
+        with session(self._state, write=False) as codec:
             if codec is None:
                 raise NotFoundError(f"no memory matches {refs[0]!r}")
             ids = list(dict.fromkeys(self._resolve(ref) for ref in refs))
@@ -922,7 +736,7 @@ class MemoryEngine:
             "bytes_on_disk": _tree_bytes(self.paths.data_dir),
             "data_dir": str(self.paths.data_dir),
         }
-        with self._session(write=False) as codec:
+        with session(self._state, write=False) as codec:
             meta = self.store.meta() if codec is not None else {}
         info["embedding_model"] = meta.get("embed_model") or self._state.configured_model()
         info["embedding_dim"] = meta.get("embed_dim")
@@ -937,13 +751,13 @@ class MemoryEngine:
         The new collection is built beside the old one and swapped in at the end,
         so a crash at any point leaves one complete, consistent store.
         """
-        with self._locked():
+        with locked(self._state):
             if self._state.unlocked is None:
-                self._refuse_foreign_store()
+                refuse_foreign_store(self._state)
                 return 0
             if not self.store.exists():
                 return 0
-            self._check_store_key_only()
+            check_store_key_only(self._state)
             codec = self._state.new_codec()
             rows = list(self.store.scan())
             memories = [codec.open(row) for row in rows]
@@ -954,16 +768,9 @@ class MemoryEngine:
             self._state.audit("reindexed", [], count=len(memories))
             return len(memories)
 
-    def _check_store_key_only(self) -> None:
-        meta = self.store.meta()
-        saved = meta.get("embed_model")
-        meta["embed_model"] = self._state.configured_model()
-        self._check_store(meta)
-        meta["embed_model"] = saved
-
     def _swap_in(self, codec: RecordCodec, rows: builtins.list[Any], vectors: np.ndarray) -> None:
         assert self._state.unlocked is not None
-        temp = self.store.sibling(self.profile + "-reindex")
+        temp = reindex_store(self._state)
         temp.drop()
         temp.create(store_meta(self._state.unlocked.current, self._state.embed_meta()))
         blinded = codec.blind(vectors)
@@ -974,30 +781,19 @@ class MemoryEngine:
         self.store.reset()
         self.store.compact()
 
-    def _recover_reindex(self) -> None:
-        """Finish or undo a reindex that was interrupted."""
-        temp = self.store.sibling(self.profile + "-reindex")
-        if not temp.exists():
-            return
-        if self.store.exists():
-            temp.drop()  # died before the swap: the old store is intact
-        else:
-            temp.collection.modify(name=self.store.collection_name)  # died mid-swap
-            self.store.reset()
-
     def change_passphrase(self, new_passphrase: str) -> None:
         """Re-wrap the data key under ``new_passphrase``, proven against the store first."""
         if not new_passphrase:
             raise UsageError("the new passphrase is empty")
-        with self._locked():
-            unlocked = self._state.unlocked or self._create_key()
+        with locked(self._state):
+            unlocked = self._state.unlocked or create_key(self._state)
             self._state.unlocked = unlocked
 
             def proves(candidate: Unlocked) -> None:
                 if self.store.exists():
                     saved, self._state.unlocked = self._state.unlocked, candidate
                     try:
-                        self._check_store_key_only()
+                        check_store_key_only(self._state)
                     except IntegrityError:
                         raise WrongKeyError("the new wrap does not open the store: "
                                             "the passphrase was not changed") from None
@@ -1009,67 +805,17 @@ class MemoryEngine:
 
     def rotate_key(self, progress: Progress | None = None) -> int:
         """Re-encrypt every memory under a new data key; resumable after a crash."""
-        with self._locked():
+        with locked(self._state):
             if self._state.unlocked is None:
-                self._refuse_foreign_store()
+                refuse_foreign_store(self._state)
                 raise NotFoundError("this profile has no key yet: nothing to rotate")
             if self.store.exists():
-                self._check_store_key_only()
+                check_store_key_only(self._state)
             self._state.unlocked = self.keys.begin_rotation(self._state.unlocked)
-            count = self._rotate_rows(progress)
+            count = rotate_rows(self._state, progress)
             self._state.codec = None
             self._state.bump_generation()
             return count
-
-    def _rotate_rows(self, progress: Progress | None = None) -> int:
-        """Re-seal rows, then every side file, under the next key; only then drop the old
-        one. Each step can run again after a kill: rows and files name their key."""
-        assert self._state.unlocked is not None and self._state.unlocked.next is not None
-        old, new = self._state.unlocked.current, self._state.unlocked.next
-        count = 0
-        if self.store.exists():
-            codec = self._state.new_codec()
-            rows = [r for r in self.store.scan(with_vectors=True) if r.meta.get("k") == old.key_id]
-            for row in rows:
-                memory = codec.open(row)
-                assert row.vector is not None  # scanned with vectors
-                # Undo the old rotation and apply the new one: no re-embedding needed.
-                vector = row.vector.astype(np.float32) @ old.rotation(len(row.vector))
-                blinded = crypto.blind(vector[None, :], new.rotation(len(row.vector)))
-                self.store.update([row.id], [codec.seal(memory, key=new, vector=blinded[0])],
-                                  blinded)
-                count += 1
-                failpoint("rotate:row-done")
-                if progress:
-                    progress(count, len(rows))
-            self.store.set_meta(store_meta(new, {
-                k: v for k, v in self.store.meta().items() if k.startswith("embed_")}))
-            self.store.compact()  # old ciphertexts leave SQLite's free pages
-        failpoint("rotate:rows-done")
-        self._reseal_side_files(self._state.unlocked)
-        self._state.audit("key changed", [], count=count)  # under the next key, before the old goes
-        failpoint("rotate:before-finish")
-        self._state.unlocked = self.keys.finish_rotation(self._state.unlocked)
-        failpoint("rotate:finished")
-        self._state.codec = (self._state.new_codec() if self.store.exists()
-                             else RecordCodec(self._state.unlocked))
-        return count
-
-    def _reseal_side_files(self, keys: Unlocked) -> None:
-        """Re-seal the keyword index, audit trail, vault and usage counts under the writing
-        key of ``keys`` (which must also hold the key they are sealed under now)."""
-        index = KeywordIndex.load(self.paths.keyword_file(self.profile), keys, self._state.keyword_context)
-        if index is not None:
-            index.save(self.paths.keyword_file(self.profile), keys, self._state.keyword_context)
-        else:  # damaged or absent: it is a cache, rebuilt when next needed
-            self.paths.keyword_file(self.profile).unlink(missing_ok=True)
-        self._state.keywords = None
-        failpoint("reseal:index")
-        self.audit_log.reseal(keys)
-        failpoint("reseal:audit")
-        self._state.vault().reseal(keys)
-        failpoint("reseal:vault")
-        self.usage.reseal(keys)
 
 
 class UnitOfWork:
