@@ -23,7 +23,7 @@ from memos_cli.errors import (IntegrityError, NotFoundError, UsageError,
                               WrongKeyError)
 from memos_cli.keys import DataKey, KeyStore, PassphraseSource, Unlocked
 from memos_cli.passphrase import profile_passphrase
-from memos_cli.keyword import Entry, KeywordIndex, tokenize
+from memos_cli.keyword import KeywordIndex, tokenize
 from memos_cli.lifecycle import initial_tier
 from memos_cli.memory import (CORRECTED, TIERS, Memory, Version, as_of, check_kind, new_id,
                               normalise_tags)
@@ -38,6 +38,7 @@ from memos_cli.state import Progress, ProfileState, store_meta
 from memos_cli.opening import (check_store_key_only, create_key, journal, locked,
                                refuse_foreign_store, reindex_store, session, warm)
 from memos_cli.rotation import reseal_side_files, rotate_rows
+from memos_cli.indexing import entry, keyword_index, load_keywords, save_keywords
 
 CANDIDATES = 50  # from each retriever, before fusion (more when filters drop many)
 MIN_PREFIX = 4
@@ -162,54 +163,6 @@ class MemoryEngine:
     # --- crash safety: the write journal --------------------------------------------------
 
     # --- the keyword index -----------------------------------------------------------------
-
-    def _keyword_index(self) -> KeywordIndex:
-        """The profile's keyword index: loaded, or rebuilt if missing or out of step."""
-        if self._state.keywords is None:
-            assert self._state.codec is not None
-            index = self._load_keywords(take=True)
-            if index is None or not self._index_matches(index):
-                # Storage order is insertion order, which threads need.
-                memories = [m for _row, m in self._state.open_rows(self._state.codec, self.store.scan())]
-                index = KeywordIndex([_entry(m) for m in memories])
-                self._state.keywords = index
-                self._save_keywords()
-            self._state.keywords = index
-        return self._state.keywords
-
-    def _load_keywords(self, take: bool = False) -> KeywordIndex | None:
-        """The saved keyword index, or None. Decrypting and decompressing it grows with the
-        store, so one read before the lock (``_query_vector``) serves the locked use that
-        follows (``take``), unless a write replaced the file in between: files are
-        replaced whole, never changed in place, so a new file has a new identity."""
-        path = self.paths.keyword_file(self.profile)
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return None
-        identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        ahead, self._state.read_ahead = self._state.read_ahead, None
-        if ahead is not None and ahead[0] == identity:
-            index: KeywordIndex | None = ahead[1]
-        else:
-            index = KeywordIndex.load(path, self._state.unlocked_keys(), self._state.keyword_context)
-        if index is not None and not take:
-            self._state.read_ahead = (identity, index)
-        return index
-
-    def _index_matches(self, index: KeywordIndex) -> bool:
-        """Whether a saved index covers exactly the stored memories. On a server, other
-        machines write too, so the ids themselves are compared, not only the count."""
-        if len(index) != self.store.count():
-            return False
-        if self.store.remote is None:
-            return True
-        return {e.id for e in index.entries} == set(self.store.all_ids())
-
-    def _save_keywords(self) -> None:
-        if self._state.keywords is not None:
-            self._state.keywords.save(self.paths.keyword_file(self.profile), self._state.unlocked_keys(),
-                                self._state.keyword_context)
 
     # --- moving the key between machines ---------------------------------------------------
 
@@ -341,15 +294,15 @@ class MemoryEngine:
         """Store new memories and index their words, as one journalled write."""
         if not memories:
             return
-        index = self._keyword_index()  # loaded before the add, so it is not seen as stale
+        index = keyword_index(self._state)  # loaded before the add, so it is not seen as stale
         ids = [m.id for m in memories]
         # Everything the add changes is inside the journal: a failure anywhere (a full
         # disk) rolls all of it back, and once the journal is cleared nothing can fail.
         with journal(self._state, ids):
             blinded = codec.blind(vectors)
             self.store.add(ids, blinded, [codec.seal(m, vector=v) for m, v in zip(memories, blinded)])
-            index.add([_entry(m) for m in memories])
-            self._save_keywords()
+            index.add([entry(m) for m in memories])
+            save_keywords(self._state)
             meta = self.store.meta()  # counts toward consolidating by itself (a number only)
             meta["new_since_consolidation"] = int(meta.get("new_since_consolidation", 0)) + len(ids)
             self.store.set_meta(meta)
@@ -441,12 +394,12 @@ class MemoryEngine:
         memory.updated_at = to_iso(now_utc())
         memory.validate()
         blinded = codec.blind(vector) if vector is not None else None
-        index = self._keyword_index()
+        index = keyword_index(self._state)
         self.store.update([memory.id], [codec.seal(memory, vector=None if blinded is None
                                                    else blinded[0])], blinded)
         if memory.text != before:
             index.replace(memory.id, tokenize(memory.text))
-            self._save_keywords()
+            save_keywords(self._state)
         self._state.audit(_ACTIONS_BY_REASON.get(reason, "updated"), [memory.id])
         return memory
 
@@ -462,7 +415,7 @@ class MemoryEngine:
                 return 0
             full = sorted({self._resolve(ref) for ref in ids})
             doomed, rebuilt = self._provenance(codec, full, cascade)
-            index = self._keyword_index()
+            index = keyword_index(self._state)
             self._strip_sources(codec, rebuilt, set(doomed))
             # The trail keeps that something was forgotten, and when; not which.
             self.audit_log.strike(self._state.unlocked_keys(), doomed)
@@ -473,7 +426,7 @@ class MemoryEngine:
                 self.store.scrub_delete(doomed, self._state.dim())
             index.remove(doomed)
             self.damaged = [i for i in self.damaged if i not in set(doomed)]  # gone for good
-            self._save_keywords()
+            save_keywords(self._state)
             return len(doomed)
 
     def forget_preview(self, ids: Sequence[str], *, cascade: bool = True
@@ -585,7 +538,7 @@ class MemoryEngine:
         with session(self._state, write=False) as codec:
             if codec is None:
                 return []
-            index = self._keyword_index()
+            index = keyword_index(self._state)
             blinded = codec.blind(vector)[0]
             ids, keyword_scores = index.scores(query)
             coverage = index.coverage(query)[1:]
@@ -615,7 +568,7 @@ class MemoryEngine:
         write or two old serves as well."""
         index = self._state.keywords
         if index is None and self.unlock() is not None:
-            index = self._load_keywords()
+            index = load_keywords(self._state)
         vector = self.embedder.embed([index.strip_common(query) if index else query])
         warm(self._state, vector.shape[1])
         return vector
@@ -653,7 +606,7 @@ class MemoryEngine:
         """Candidates from both retrievers, best first by fused rank."""
         rows = {row.id: row for row in self.store.query(query, min(want, len(ids)))}
         cosine = {i: 1.0 - float(row.distance or 0.0) for i, row in rows.items()}  # query rows
-        position = self._keyword_index().positions()
+        position = keyword_index(self._state).positions()
         top_words = [ids[n] for n in top(keyword_scores, want) if keyword_scores[n] > 0]
         for row in self.store.get([i for i in top_words if i not in rows], with_vectors=True):
             rows[row.id] = row
@@ -854,7 +807,7 @@ class UnitOfWork:
         return self._engine._modify(self.codec, memory_id, change, reason, vector)
 
     def keyword_index(self) -> KeywordIndex:
-        return self._engine._keyword_index()
+        return keyword_index(self._engine._state)
 
     def record(self, action: str, ids: list[str], count: int = 0) -> None:
         """Add an event to the audit trail."""
@@ -865,11 +818,6 @@ _ACTIONS_BY_REASON = {"update": "updated", CORRECTED: "updated", "superseded": "
                       "invalidated": "invalidated", "merged": "merged", "archived": "archived",
                       "promoted": "promoted", "demoted": "demoted", "summarised": "summarised"}
 # The store generation this process's Chroma client has seen, per Chroma folder.
-
-
-def _entry(memory: Memory) -> Entry:
-    # Memories recorded for the same moment (one session, one batch) are a thread.
-    return Entry(memory.id, memory.occurred_at or memory.created_at, tokenize(memory.text))
 
 
 def _end_validity(memory: Memory) -> None:
