@@ -39,9 +39,10 @@ from memos_cli.opening import (check_store_key_only, create_key, journal, locked
                                refuse_foreign_store, reindex_store, session, warm)
 from memos_cli.rotation import reseal_side_files, rotate_rows
 from memos_cli.indexing import entry, keyword_index, load_keywords, save_keywords
+from memos_cli import reading
+from memos_cli.reading import resolve
 
 CANDIDATES = 50  # from each retriever, before fusion (more when filters drop many)
-MIN_PREFIX = 4
 
 
 @dataclass
@@ -232,11 +233,7 @@ class MemoryEngine:
 
     def audit(self, since: datetime | None = None) -> list[Event]:
         """Every recorded change, oldest first (``audit_log.damaged`` counts lines that fail their check)."""
-        with session(self._state, write=False) as codec:
-            if codec is None:
-                return []
-            events = self.audit_log.read(self._state.unlocked_keys())
-        return [e for e in events if since is None or from_iso(e.at) >= since]
+        return reading.audit(self._state, since)
 
     # --- writing -------------------------------------------------------------------------
 
@@ -351,7 +348,7 @@ class MemoryEngine:
 
         with session(self._state, write=True) as codec:
             assert codec is not None
-            return self._modify(codec, self._resolve(ref), change, reason, vector)
+            return self._modify(codec, resolve(self._state, ref), change, reason, vector)
 
     def invalidate(self, ref: str, *, reason: str = "invalidated") -> Memory:
         """Mark a memory no longer valid from now on; it stays, with its history.
@@ -360,7 +357,7 @@ class MemoryEngine:
         """
         with session(self._state, write=True) as codec:
             assert codec is not None
-            return self._modify(codec, self._resolve(ref), _end_validity, reason, None)
+            return self._modify(codec, resolve(self._state, ref), _end_validity, reason, None)
 
     def supersede(self, ref: str, new: NewMemory) -> tuple[Memory, Memory]:
         """A fact changed: the old memory stops being valid now, the new one starts now.
@@ -372,7 +369,7 @@ class MemoryEngine:
         vector = self.embedder.embed([replacement.text])
         with session(self._state, write=True) as codec:
             assert codec is not None
-            old_id = self._resolve(ref)
+            old_id = resolve(self._state, ref)
             replacement.valid_from = to_iso(now)
             replacement.derived_from = [old_id, *replacement.derived_from]
             old = self._modify(codec, old_id, _end_validity, "superseded", None)
@@ -413,7 +410,7 @@ class MemoryEngine:
         with session(self._state, write=True) as codec:
             if codec is None:
                 return 0
-            full = sorted({self._resolve(ref) for ref in ids})
+            full = sorted({resolve(self._state, ref) for ref in ids})
             doomed, rebuilt = self._provenance(codec, full, cascade)
             index = keyword_index(self._state)
             self._strip_sources(codec, rebuilt, set(doomed))
@@ -435,7 +432,7 @@ class MemoryEngine:
         with session(self._state, write=False) as codec:
             if codec is None:
                 return [], []
-            full = sorted({self._resolve(ref) for ref in ids})
+            full = sorted({resolve(self._state, ref) for ref in ids})
             doomed, rebuilt = self._provenance(codec, full, cascade)
             opened = [m for _row, m in self._state.open_rows(codec, self.store.get(doomed))]
             return opened, rebuilt
@@ -639,62 +636,18 @@ class MemoryEngine:
         Memories made in the same second keep the order they were stored in
         (Chroma returns rows in insertion order and the sort is stable).
         """
-        with session(self._state, write=False) as codec:
-            if codec is None:
-                return []
-            memories = [m for _row, m in self._state.open_rows(codec, self.store.scan())]
-        memories.sort(key=lambda m: m.created_at)
-        return memories
+        return reading.all_memories(self._state)
 
     def show(self, ref: str) -> Memory:
-        with session(self._state, write=False) as codec:
-            if codec is None:
-                raise NotFoundError(f"no memory matches {ref!r}")
-            return self.usage.apply(self._state.unlocked_keys(),
-                                    codec.open(self.store.get([self._resolve(ref)])[0]))
+        return reading.show(self._state, ref)
 
     def lookup(self, refs: Sequence[str]) -> tuple[builtins.list[Memory], builtins.list[str]]:
         """The memories ``refs`` name, and the ids among them that are damaged (unreadable),
         which can still be forgotten by id."""
-        with session(self._state, write=False) as codec:
-            if codec is None:
-                raise NotFoundError(f"no memory matches {refs[0]!r}")
-            ids = list(dict.fromkeys(self._resolve(ref) for ref in refs))
-            opened = {row.id: m for row, m in self._state.open_rows(codec, self.store.get(ids))}
-        return [opened[i] for i in ids if i in opened], [i for i in ids if i not in opened]
-
-    def _resolve(self, ref: str) -> str:
-        ref = ref.strip().lower()
-        if len(ref) < MIN_PREFIX:
-            raise UsageError(f"an id prefix needs at least {MIN_PREFIX} characters: {ref!r}")
-        matches = [i for i in self.store.all_ids() if i.startswith(ref)]
-        if not matches:
-            raise NotFoundError(f"no memory matches {ref!r}")
-        if len(matches) > 1:
-            raise NotFoundError(f"{ref!r} is ambiguous: it matches {len(matches)} memories")
-        return matches[0]
+        return reading.lookup(self._state, refs)
 
     def stats(self) -> dict[str, Any]:
-        memories = self.all_memories()
-        def count_by(field: str) -> dict[str, int]:
-            counts: dict[str, int] = {}
-            for m in memories:
-                counts[getattr(m, field)] = counts.get(getattr(m, field), 0) + 1
-            return counts
-
-        info: dict[str, Any] = {
-            "profile": self.profile, "memories": len(memories), "by_kind": count_by("kind"),
-            "by_status": count_by("status"), "by_tier": count_by("tier"),
-            "damaged": len(self.damaged),
-            "bytes_on_disk": _tree_bytes(self.paths.data_dir),
-            "data_dir": str(self.paths.data_dir),
-        }
-        with session(self._state, write=False) as codec:
-            meta = self.store.meta() if codec is not None else {}
-        info["embedding_model"] = meta.get("embed_model") or self._state.configured_model()
-        info["embedding_dim"] = meta.get("embed_dim")
-        info["key_mode"] = self.keys.status()["mode"] if self.keys.exists() else None
-        return info
+        return reading.stats(self._state)
 
     # --- maintenance ---------------------------------------------------------------------
 
@@ -886,7 +839,3 @@ def _true_at(memory: Memory, moment: datetime) -> bool:
             and memory.status != "archived")
 
 
-def _tree_bytes(path: Any) -> int:
-    if not path.exists():
-        return 0
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
