@@ -190,7 +190,7 @@ def _valid_from(memory: Memory) -> str:
 
 def _supersede(work: "UnitOfWork", action: Action) -> None:
     """The newer memory contradicts the older: the older stops being valid, kept in history."""
-    from memos_cli.engine import _end_validity
+    from memos_cli.writing import end_validity
 
     assert action.into is not None
     present = _present(work, [action.into, *action.ids])
@@ -198,7 +198,7 @@ def _supersede(work: "UnitOfWork", action: Action) -> None:
         return
     newer = work.codec.open(work.store.get([action.into])[0])
     for old_id in present[1:]:
-        work.modify(old_id, _end_validity, "superseded")
+        work.modify(old_id, end_validity, "superseded")
         newer.derived_from.append(old_id)
     work.store.update([newer.id], [work.codec.seal(newer)])
 

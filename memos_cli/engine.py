@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 
@@ -23,10 +23,8 @@ from memos_cli.errors import (IntegrityError, NotFoundError, UsageError,
                               WrongKeyError)
 from memos_cli.keys import DataKey, KeyStore, PassphraseSource, Unlocked
 from memos_cli.passphrase import profile_passphrase
-from memos_cli.keyword import KeywordIndex, tokenize
-from memos_cli.lifecycle import initial_tier
-from memos_cli.memory import (CORRECTED, TIERS, Memory, Version, as_of, check_kind, new_id,
-                              normalise_tags)
+from memos_cli.keyword import KeywordIndex
+from memos_cli.memory import (TIERS, Memory, as_of, check_kind)
 from memos_cli.paths import Paths
 from memos_cli.records import RecordCodec
 from memos_cli.retrieval import (Candidate, Hit, crowded_by_episodes, facts_first, favour_period,
@@ -38,39 +36,13 @@ from memos_cli.state import Progress, ProfileState, store_meta
 from memos_cli.opening import (check_store_key_only, create_key, journal, locked,
                                refuse_foreign_store, reindex_store, session, warm)
 from memos_cli.rotation import reseal_side_files, rotate_rows
-from memos_cli.indexing import entry, keyword_index, load_keywords, save_keywords
+from memos_cli.indexing import keyword_index, load_keywords, save_keywords
 from memos_cli import reading
 from memos_cli.reading import resolve
+from memos_cli import writing
+from memos_cli.writing import ImportResult, NewMemory, RememberResult
 
 CANDIDATES = 50  # from each retriever, before fusion (more when filters drop many)
-
-
-@dataclass
-class RememberResult:
-    memory: Memory
-    created: bool  # False: the exact same text was already stored
-
-
-@dataclass
-class ImportResult:
-    added: int = 0
-    skipped: int = 0
-
-
-@dataclass
-class NewMemory:
-    """What a caller supplies to remember one memory."""
-
-    text: str
-    kind: str = "note"
-    tags: list[str] = field(default_factory=list)
-    importance: float = 0.5
-    occurred_at: datetime | None = None
-    source: str = "cli"
-    source_ref: str | None = None
-    valid_from: datetime | None = None
-    derived_from: list[str] = field(default_factory=list)
-    tier: str | None = None  # None: where its kind starts (see lifecycle.initial_tier)
 
 
 T = TypeVar("T")
@@ -242,87 +214,7 @@ class MemoryEngine:
 
     def remember_many(self, items: Sequence[NewMemory]) -> list[RememberResult]:
         """Store several memories at once; exact repeats of stored texts are not added."""
-        now = to_iso(now_utc())
-        memories = [self._new_memory(item, now) for item in items]
-        vectors = self.embedder.embed([m.text for m in memories]) if memories else None
-        if vectors is not None:
-            warm(self._state, vectors.shape[1])
-        with session(self._state, write=True) as codec:
-            assert codec is not None
-            return self._insert(codec, memories, vectors)
-
-    def _insert(self, codec: RecordCodec, memories: list[Memory],
-                vectors: np.ndarray | None, action: str = "remembered") -> list[RememberResult]:
-        results: list[RememberResult] = []
-        fresh: list[int] = []
-        tags = [codec.text_tag(m.text) for m in memories]
-        stored = self._rows_by_tag(codec, tags)
-        seen: dict[str, int] = {}
-        for n, (memory, tag) in enumerate(zip(memories, tags)):
-            if tag in stored:
-                results.append(RememberResult(stored[tag], created=False))
-            elif tag in seen:
-                results.append(RememberResult(memories[seen[tag]], created=False))
-            else:
-                seen[tag] = n
-                fresh.append(n)
-                results.append(RememberResult(memory, created=True))
-        if fresh:
-            assert vectors is not None
-            self._add_rows(codec, [memories[n] for n in fresh], vectors[fresh], action)
-        return results
-
-    def _rows_by_tag(self, codec: RecordCodec, tags: Sequence[str]) -> dict[str, Memory]:
-        """Stored memories whose keyed text hash is among ``tags`` (exact-duplicate lookup).
-
-        Each is opened, which checks its hash against its text: a row carrying another
-        text's hash is reported damaged, and does not pass for a duplicate."""
-        found: dict[str, Memory] = {}
-        unique = sorted(set(tags))
-        for start in range(0, len(unique), 500):
-            batch = unique[start:start + 500]
-            where = {"h": batch[0]} if len(batch) == 1 else {"h": {"$in": batch}}
-            for row, memory in self._state.open_rows(codec, self.store.find(where), with_usage=False):
-                found[row.meta["h"]] = memory
-        return found
-
-    def _add_rows(self, codec: RecordCodec, memories: list[Memory], vectors: np.ndarray,
-                  action: str) -> None:
-        """Store new memories and index their words, as one journalled write."""
-        if not memories:
-            return
-        index = keyword_index(self._state)  # loaded before the add, so it is not seen as stale
-        ids = [m.id for m in memories]
-        # Everything the add changes is inside the journal: a failure anywhere (a full
-        # disk) rolls all of it back, and once the journal is cleared nothing can fail.
-        with journal(self._state, ids):
-            blinded = codec.blind(vectors)
-            self.store.add(ids, blinded, [codec.seal(m, vector=v) for m, v in zip(memories, blinded)])
-            index.add([entry(m) for m in memories])
-            save_keywords(self._state)
-            meta = self.store.meta()  # counts toward consolidating by itself (a number only)
-            meta["new_since_consolidation"] = int(meta.get("new_since_consolidation", 0)) + len(ids)
-            self.store.set_meta(meta)
-            self.new_since_consolidation = meta["new_since_consolidation"]
-            self._state.audit(action, ids)
-
-    def _new_memory(self, item: NewMemory, now: str) -> Memory:
-        text = item.text.strip()
-        if not text:
-            raise UsageError("nothing to remember: the text is empty")
-        memory = Memory(id=new_id(), text=text, kind=check_kind(item.kind) or "note",
-                        tags=normalise_tags(item.tags), importance=float(item.importance),
-                        created_at=now, updated_at=now,
-                        occurred_at=to_iso(item.occurred_at) if item.occurred_at else None,
-                        source=item.source, source_ref=item.source_ref,
-                        valid_from=to_iso(item.valid_from) if item.valid_from else None,
-                        derived_from=list(item.derived_from),
-                        tier=item.tier or initial_tier(item.kind))
-        try:
-            memory.validate()
-        except Exception as exc:
-            raise UsageError(str(exc)) from None
-        return memory
+        return writing.remember_many(self._state, items)
 
     def update(self, ref: str, text: str | None = None, *, kind: str | None = None,
                tags: list[str] | None = None, importance: float | None = None,
@@ -334,71 +226,22 @@ class MemoryEngine:
         mistake: at every time the memory reads as corrected (the old text stays in
         its history, marked "corrected").
         """
-        check_kind(kind)
-        new_text = text.strip() if text is not None else None
-        if new_text == "":
-            raise UsageError("the new text is empty")
-        vector = self.embedder.embed([new_text]) if new_text else None
-
-        def change(memory: Memory) -> None:
-            memory.text = new_text or memory.text
-            memory.kind = kind or memory.kind
-            memory.tags = normalise_tags(tags) if tags is not None else memory.tags
-            memory.importance = memory.importance if importance is None else float(importance)
-
-        with session(self._state, write=True) as codec:
-            assert codec is not None
-            return self._modify(codec, resolve(self._state, ref), change, reason, vector)
+        return writing.update(self._state, ref, text, kind=kind, tags=tags,
+                              importance=importance, reason=reason)
 
     def invalidate(self, ref: str, *, reason: str = "invalidated") -> Memory:
         """Mark a memory no longer valid from now on; it stays, with its history.
 
         Recall and list skip invalid memories unless asked; only ``forget`` deletes.
         """
-        with session(self._state, write=True) as codec:
-            assert codec is not None
-            return self._modify(codec, resolve(self._state, ref), _end_validity, reason, None)
+        return writing.invalidate(self._state, ref, reason=reason)
 
     def supersede(self, ref: str, new: NewMemory) -> tuple[Memory, Memory]:
         """A fact changed: the old memory stops being valid now, the new one starts now.
 
         Returns (old, new); the new memory records the old one in ``derived_from``.
         """
-        now = now_utc()
-        replacement = self._new_memory(new, to_iso(now))
-        vector = self.embedder.embed([replacement.text])
-        with session(self._state, write=True) as codec:
-            assert codec is not None
-            old_id = resolve(self._state, ref)
-            replacement.valid_from = to_iso(now)
-            replacement.derived_from = [old_id, *replacement.derived_from]
-            old = self._modify(codec, old_id, _end_validity, "superseded", None)
-            result = self._insert(codec, [replacement], vector)[0]
-            return old, result.memory
-
-    def _modify(self, codec: RecordCodec, memory_id: str, change: Callable[[Memory], None],
-                reason: str, vector: np.ndarray | None) -> Memory:
-        """Apply ``change`` to a stored memory, keeping its previous state in its history."""
-        memory = codec.open(self.store.get([memory_id])[0])
-        before = memory.text
-        memory.history.append(Version(memory.text, memory.kind, list(memory.tags),
-                                      memory.importance, memory.updated_at, reason))
-        change(memory)
-        if memory.text != before:
-            clash = self.store.find({"h": codec.text_tag(memory.text)})
-            if clash:
-                raise UsageError(f"memory {clash[0].id[:8]} already has that text")
-        memory.updated_at = to_iso(now_utc())
-        memory.validate()
-        blinded = codec.blind(vector) if vector is not None else None
-        index = keyword_index(self._state)
-        self.store.update([memory.id], [codec.seal(memory, vector=None if blinded is None
-                                                   else blinded[0])], blinded)
-        if memory.text != before:
-            index.replace(memory.id, tokenize(memory.text))
-            save_keywords(self._state)
-        self._state.audit(_ACTIONS_BY_REASON.get(reason, "updated"), [memory.id])
-        return memory
+        return writing.supersede(self._state, ref, new)
 
     def forget(self, ids: Sequence[str], *, cascade: bool = True) -> int:
         """Delete memories for good: no text, vector or old version stays on disk.
@@ -497,23 +340,7 @@ class MemoryEngine:
         A memory whose id or exact text is already stored is skipped, so importing
         the same file twice adds nothing the second time.
         """
-        # Embedded before taking the lock, which others would otherwise wait minutes
-        # for: the ones found already stored are embedded too, for nothing.
-        vectors = self._state.embed_batched([m.text for m in memories], progress)
-        warm(self._state, vectors.shape[1])
-        with session(self._state, write=True) as codec:
-            assert codec is not None
-            present = set(self._state.existing([m.id for m in memories]))
-            todo = [n for n, m in enumerate(memories) if m.id not in present]
-            tags = [codec.text_tag(memories[n].text) for n in todo]
-            texts_seen = set(self._rows_by_tag(codec, tags))
-            batch: list[int] = []
-            for n, tag in zip(todo, tags):
-                if tag not in texts_seen:
-                    texts_seen.add(tag)
-                    batch.append(n)
-            self._add_rows(codec, [memories[n] for n in batch], vectors[batch], "imported")
-            return ImportResult(added=len(batch), skipped=len(memories) - len(batch))
+        return writing.import_memories(self._state, memories, progress)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -747,17 +574,17 @@ class UnitOfWork:
         return self._engine._state.open_rows(self.codec, rows, with_usage=with_usage)
 
     def new_memory(self, item: NewMemory, now: str) -> Memory:
-        return self._engine._new_memory(item, now)
+        return writing.new_memory(item, now)
 
     def insert(self, memories: list[Memory], vectors: np.ndarray | None,
                action: str = "remembered") -> list[RememberResult]:
         """Store new memories (journalled, indexed, audited as ``action``)."""
-        return self._engine._insert(self.codec, memories, vectors, action=action)
+        return writing.insert(self._engine._state, self.codec, memories, vectors, action=action)
 
     def modify(self, memory_id: str, change: Callable[[Memory], None], reason: str,
                vector: np.ndarray | None = None) -> Memory:
         """Change a stored memory, its previous state kept in its history."""
-        return self._engine._modify(self.codec, memory_id, change, reason, vector)
+        return writing.modify(self._engine._state, self.codec, memory_id, change, reason, vector)
 
     def keyword_index(self) -> KeywordIndex:
         return keyword_index(self._engine._state)
@@ -767,15 +594,7 @@ class UnitOfWork:
         self._engine._state.audit(action, ids, count)
 
 
-_ACTIONS_BY_REASON = {"update": "updated", CORRECTED: "updated", "superseded": "superseded",
-                      "invalidated": "invalidated", "merged": "merged", "archived": "archived",
-                      "promoted": "promoted", "demoted": "demoted", "summarised": "summarised"}
 # The store generation this process's Chroma client has seen, per Chroma folder.
-
-
-def _end_validity(memory: Memory) -> None:
-    memory.status = "invalid"
-    memory.valid_to = to_iso(now_utc())
 
 
 @dataclass(frozen=True)

@@ -57,10 +57,10 @@ def test_prefix_resolution_like_git(engine_factory):
 
 
 def test_ambiguous_prefix_is_refused(engine_factory, monkeypatch):
-    import memos_cli.engine as engine_module
+    import memos_cli.writing as writing_module
 
     ids = iter(["abcd000000000001", "abcd000000000002"])
-    monkeypatch.setattr(engine_module, "new_id", lambda: next(ids))
+    monkeypatch.setattr(writing_module, "new_id", lambda: next(ids))
     eng = engine_factory()
     eng.remember_many([NewMemory("one"), NewMemory("two")])
     with pytest.raises(NotFoundError, match="ambiguous"):
