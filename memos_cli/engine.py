@@ -33,14 +33,14 @@ from memos_cli.store import ChromaStore
 from memos_cli.usage import UsageLog
 from memos_cli.timeparse import from_iso, now_utc, query_period, to_iso
 from memos_cli.state import Progress, ProfileState, store_meta
-from memos_cli.opening import (check_store_key_only, create_key, journal, locked,
+from memos_cli.opening import (check_store_key_only, create_key, locked,
                                refuse_foreign_store, reindex_store, session, warm)
 from memos_cli.rotation import reseal_side_files, rotate_rows
-from memos_cli.indexing import keyword_index, load_keywords, save_keywords
+from memos_cli.indexing import keyword_index, load_keywords
 from memos_cli import reading
-from memos_cli.reading import resolve
 from memos_cli import writing
 from memos_cli.writing import ImportResult, NewMemory, RememberResult
+from memos_cli import forgetting
 
 CANDIDATES = 50  # from each retriever, before fusion (more when filters drop many)
 
@@ -250,69 +250,17 @@ class MemoryEngine:
         one (a summary) is forgotten too (``cascade``); any other memory that holds
         a forgotten one's text in its history (a merge) is rebuilt without it.
         """
-        with session(self._state, write=True) as codec:
-            if codec is None:
-                return 0
-            full = sorted({resolve(self._state, ref) for ref in ids})
-            doomed, rebuilt = self._provenance(codec, full, cascade)
-            index = keyword_index(self._state)
-            self._strip_sources(codec, rebuilt, set(doomed))
-            # The trail keeps that something was forgotten, and when; not which.
-            self.audit_log.strike(self._state.unlocked_keys(), doomed)
-            self.usage.forget(self._state.unlocked_keys(), doomed)
-            # Journalled like an add: if the server drops or memos is killed half-way,
-            # the deletion is finished (never undone) at the next open.
-            with journal(self._state, doomed, self._state.event("forgotten", [], count=len(doomed))):
-                self.store.scrub_delete(doomed, self._state.dim())
-            index.remove(doomed)
-            self.damaged = [i for i in self.damaged if i not in set(doomed)]  # gone for good
-            save_keywords(self._state)
-            return len(doomed)
+        return forgetting.forget(self._state, ids, cascade=cascade)
 
     def forget_preview(self, ids: Sequence[str], *, cascade: bool = True
                        ) -> tuple[list[Memory], list[Memory]]:
         """(memories that forgetting ``ids`` deletes, memories it rebuilds), changing nothing."""
-        with session(self._state, write=False) as codec:
-            if codec is None:
-                return [], []
-            full = sorted({resolve(self._state, ref) for ref in ids})
-            doomed, rebuilt = self._provenance(codec, full, cascade)
-            opened = [m for _row, m in self._state.open_rows(codec, self.store.get(doomed))]
-            return opened, rebuilt
+        return forgetting.forget_preview(self._state, ids, cascade=cascade)
 
     def prune(self) -> int:
         """Delete archived memories for good (what they were summarised into stays)."""
         archived = [m.id for m in self.list(include_inactive=True) if m.status == "archived"]
         return self.forget(archived, cascade=False) if archived else 0
-
-    def _provenance(self, codec: RecordCodec, ids: list[str],
-                    cascade: bool) -> tuple[list[str], list[Memory]]:
-        """The ids to delete (``ids`` and, with ``cascade``, summaries made from them)
-        and the other memories that refer to any of them."""
-        children: dict[str, list[Memory]] = {}
-        for _row, memory in self._state.open_rows(codec, self.store.scan(), with_usage=False):
-            for source in memory.derived_from:
-                children.setdefault(source, []).append(memory)
-        doomed, queue, touched = set(ids), list(ids), {}
-        while queue:
-            for child in children.get(queue.pop(), []):
-                if cascade and child.source == "consolidation" and child.id not in doomed:
-                    doomed.add(child.id)
-                    queue.append(child.id)
-                else:
-                    touched[child.id] = child
-        return sorted(doomed), [m for i, m in touched.items() if i not in doomed]
-
-    def _strip_sources(self, codec: RecordCodec, memories: list[Memory], gone: set[str]) -> None:
-        """Remove every trace of ``gone`` memories from ``memories`` (history, links)."""
-        for memory in memories:
-            brought = {t for v in memory.history if v.source_id in gone for t in v.added_tags}
-            memory.history = [v for v in memory.history if v.source_id not in gone]
-            still = {t for v in memory.history if v.source_id is not None for t in v.tags}
-            memory.tags = [t for t in memory.tags if t not in brought or t in still]
-            memory.derived_from = [i for i in memory.derived_from if i not in gone]
-        if memories:
-            self.store.update([m.id for m in memories], [codec.seal(m) for m in memories])
 
     def forget_all(self) -> int:
         """Destroy the profile: every memory, the collection and the keys.
@@ -320,18 +268,7 @@ class MemoryEngine:
         Needs no key: it is the way out of a lost passphrase. The count is of rows,
         whether or not they could be opened.
         """
-        with locked(self._state, unlock=False):
-            count = self.store.count() if self.store.exists() else 0
-            self.store.drop()
-            reindex_store(self._state).drop()
-            self.keys.destroy()
-            for path in self.paths.profile_files(self.profile).everything:
-                path.unlink(missing_ok=True)
-            self.usage.reset()
-            self.damaged = []
-            self._state.unlocked = self._state.codec = self._state.keywords = None
-            self._state.bump_generation()
-            return count
+        return forgetting.forget_all(self._state)
 
     def import_memories(self, memories: Sequence[Memory],
                         progress: Progress | None = None) -> ImportResult:
