@@ -17,9 +17,7 @@ from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 
 from memos_cli.audit import AuditLog, Event
-from memos_cli.errors import (IntegrityError, NotFoundError, UsageError,
-                              WrongKeyError)
-from memos_cli.keys import DataKey, KeyStore, PassphraseSource, Unlocked
+from memos_cli.keys import KeyStore, PassphraseSource, Unlocked
 from memos_cli.passphrase import profile_passphrase
 from memos_cli.keyword import KeywordIndex
 from memos_cli.memory import (Memory)
@@ -29,9 +27,8 @@ from memos_cli.retrieval import (Hit)
 from memos_cli.store import ChromaStore
 from memos_cli.usage import UsageLog
 from memos_cli.state import Progress, ProfileState, store_meta
-from memos_cli.opening import (check_store_key_only, create_key, locked,
+from memos_cli.opening import (check_store_key_only, locked,
                                refuse_foreign_store, reindex_store, session)
-from memos_cli.rotation import reseal_side_files, rotate_rows
 from memos_cli.indexing import keyword_index
 from memos_cli import reading
 from memos_cli import writing
@@ -39,6 +36,7 @@ from memos_cli.writing import ImportResult, NewMemory, RememberResult
 from memos_cli import forgetting
 from memos_cli import recall
 from memos_cli.recall import Filter
+from memos_cli import keyadmin
 
 
 T = TypeVar("T")
@@ -137,13 +135,7 @@ class MemoryEngine:
 
     def export_key(self, passphrase: str) -> dict[str, Any]:
         """The profile's data key wrapped under ``passphrase``, for ``import_key`` elsewhere."""
-        if not passphrase:
-            raise UsageError("the export passphrase is empty")
-        with session(self._state, write=False) as codec:
-            if codec is None:
-                raise NotFoundError("this profile has no key yet: nothing to export")
-            assert self._state.unlocked is not None
-            return self.keys.export(self._state.unlocked, passphrase)
+        return keyadmin.export_key(self._state, passphrase)
 
     def import_key(self, exported: dict[str, Any], passphrase: str) -> None:
         """Join a store made elsewhere (a shared Chroma server) by adopting its key.
@@ -151,26 +143,7 @@ class MemoryEngine:
         A key this machine already has is replaced only if no store opens with it (an
         earlier ``config set`` of a secret made it); its vault is re-sealed, not lost.
         """
-        with locked(self._state):
-            unused = self._unused_key()
-            imported = self.keys.open_export(exported, passphrase)
-            if unused is not None:  # re-sealed first: the old key still exists if we die here
-                reseal_side_files(self._state, Unlocked(unused, imported))
-            self._state.unlocked = self.keys.import_key(exported, passphrase, replace=unused is not None,
-                                                  opened=imported)
-            self._state.audit("key changed", [])
-
-    def _unused_key(self) -> DataKey | None:
-        """This profile's data key if it has one that opens no store; None if it has none.
-
-        Raises if memories are stored under it: replacing it would orphan them.
-        """
-        if self._state.unlocked is None:
-            return None
-        if self.store.exists() and self.store.meta().get("key_id") == self._state.unlocked.current.key_id:
-            raise UsageError(f"profile {self.profile!r} already has memories under its own key: "
-                             "importing another would orphan them (use another --profile)")
-        return self._state.unlocked.current
+        keyadmin.import_key(self._state, exported, passphrase)
 
     # --- secrets (API keys) -----------------------------------------------------------------
 
@@ -184,18 +157,7 @@ class MemoryEngine:
         Only the key is needed, not the store: a server's token is set before memos
         can reach the server.
         """
-        with locked(self._state):
-            if self._state.unlocked is None:
-                # A server may not be reachable before its token is set: only a local
-                # store is checked for a lost key.
-                self._state.unlocked = create_key(self._state, check_store=self.store.remote is None)
-            vault = self._state.vault()
-            secrets_ = vault.read(self._state.unlocked_keys())
-            if value is None:
-                secrets_.pop(name, None)
-            else:
-                secrets_[name] = value
-            vault.write(self._state.unlocked_keys(), secrets_)
+        keyadmin.set_secret(self._state, name, value)
 
     # --- the audit trail ---------------------------------------------------------------------
 
@@ -356,39 +318,11 @@ class MemoryEngine:
 
     def change_passphrase(self, new_passphrase: str) -> None:
         """Re-wrap the data key under ``new_passphrase``, proven against the store first."""
-        if not new_passphrase:
-            raise UsageError("the new passphrase is empty")
-        with locked(self._state):
-            unlocked = self._state.unlocked or create_key(self._state)
-            self._state.unlocked = unlocked
-
-            def proves(candidate: Unlocked) -> None:
-                if self.store.exists():
-                    saved, self._state.unlocked = self._state.unlocked, candidate
-                    try:
-                        check_store_key_only(self._state)
-                    except IntegrityError:
-                        raise WrongKeyError("the new wrap does not open the store: "
-                                            "the passphrase was not changed") from None
-                    finally:
-                        self._state.unlocked = saved
-
-            self.keys.set_passphrase(new_passphrase, unlocked, proves)
-            self._state.audit("key changed", [])
+        keyadmin.change_passphrase(self._state, new_passphrase)
 
     def rotate_key(self, progress: Progress | None = None) -> int:
         """Re-encrypt every memory under a new data key; resumable after a crash."""
-        with locked(self._state):
-            if self._state.unlocked is None:
-                refuse_foreign_store(self._state)
-                raise NotFoundError("this profile has no key yet: nothing to rotate")
-            if self.store.exists():
-                check_store_key_only(self._state)
-            self._state.unlocked = self.keys.begin_rotation(self._state.unlocked)
-            count = rotate_rows(self._state, progress)
-            self._state.codec = None
-            self._state.bump_generation()
-            return count
+        return keyadmin.rotate_key(self._state, progress)
 
 
 class UnitOfWork:
