@@ -26,9 +26,9 @@ from memos_cli.records import RecordCodec
 from memos_cli.retrieval import (Hit)
 from memos_cli.store import ChromaStore
 from memos_cli.usage import UsageLog
-from memos_cli.state import Progress, ProfileState, store_meta
-from memos_cli.opening import (check_store_key_only, locked,
-                               refuse_foreign_store, reindex_store, session)
+from memos_cli.state import Progress, ProfileState
+from memos_cli.opening import (locked,
+                               session)
 from memos_cli.indexing import keyword_index
 from memos_cli import reading
 from memos_cli import writing
@@ -37,6 +37,7 @@ from memos_cli import forgetting
 from memos_cli import recall
 from memos_cli.recall import Filter
 from memos_cli import keyadmin
+from memos_cli import reindexing
 
 
 T = TypeVar("T")
@@ -286,35 +287,7 @@ class MemoryEngine:
         The new collection is built beside the old one and swapped in at the end,
         so a crash at any point leaves one complete, consistent store.
         """
-        with locked(self._state):
-            if self._state.unlocked is None:
-                refuse_foreign_store(self._state)
-                return 0
-            if not self.store.exists():
-                return 0
-            check_store_key_only(self._state)
-            codec = self._state.new_codec()
-            rows = list(self.store.scan())
-            memories = [codec.open(row) for row in rows]
-            vectors = self._state.embed_batched([m.text for m in memories], progress)
-            self._swap_in(codec, rows, vectors)
-            self._state.codec = None
-            self._state.bump_generation()
-            self._state.audit("reindexed", [], count=len(memories))
-            return len(memories)
-
-    def _swap_in(self, codec: RecordCodec, rows: builtins.list[Any], vectors: np.ndarray) -> None:
-        assert self._state.unlocked is not None
-        temp = reindex_store(self._state)
-        temp.drop()
-        temp.create(store_meta(self._state.unlocked.current, self._state.embed_meta()))
-        blinded = codec.blind(vectors)
-        temp.add([r.id for r in rows], blinded,
-                 [codec.tag_vector(r.meta, r.id, v) for r, v in zip(rows, blinded)])
-        self.store.drop()  # the old collection goes first: Chroma names are unique
-        temp.collection.modify(name=self.store.collection_name)
-        self.store.reset()
-        self.store.compact()
+        return reindexing.reindex(self._state, progress)
 
     def change_passphrase(self, new_passphrase: str) -> None:
         """Re-wrap the data key under ``new_passphrase``, proven against the store first."""
