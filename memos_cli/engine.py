@@ -5,6 +5,13 @@ go through it. It joins the key store (``keys``), the sealed row codec (``record
 and the Chroma layer (``store``), and it is the only place that holds plaintext.
 Every operation runs under the store lock; writes are journalled so a killed
 process leaves the store as it was before, never half-written.
+
+The engine is a facade: its jobs live in modules named for them, each a set of
+functions over the profile's open state (``state.ProfileState``): opening and
+recovery (``opening``, ``rotation``), writing (``writing``), forgetting
+(``forgetting``), the recall loop (``recall``), the keyword index's upkeep
+(``indexing``), reading and stats (``reading``), key administration (``keyadmin``),
+reindexing (``reindexing``), and the unit of work (``unit``).
 """
 
 from __future__ import annotations
@@ -12,33 +19,25 @@ from __future__ import annotations
 import builtins
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
-import numpy as np
-
+from memos_cli import forgetting, keyadmin, reading, recall, reindexing, writing
 from memos_cli.audit import AuditLog, Event
 from memos_cli.keys import KeyStore, PassphraseSource, Unlocked
+from memos_cli.memory import Memory
+from memos_cli.opening import locked, session
 from memos_cli.passphrase import profile_passphrase
-from memos_cli.keyword import KeywordIndex
-from memos_cli.memory import (Memory)
 from memos_cli.paths import Paths
-from memos_cli.records import RecordCodec
-from memos_cli.retrieval import (Hit)
-from memos_cli.store import ChromaStore
-from memos_cli.usage import UsageLog
-from memos_cli.state import Progress, ProfileState
-from memos_cli.opening import (locked,
-                               session)
-from memos_cli.indexing import keyword_index
-from memos_cli import reading
-from memos_cli import writing
-from memos_cli.writing import ImportResult, NewMemory, RememberResult
-from memos_cli import forgetting
-from memos_cli import recall
 from memos_cli.recall import Filter
-from memos_cli import keyadmin
-from memos_cli import reindexing
+from memos_cli.retrieval import Hit
+from memos_cli.state import Progress, ProfileState
+from memos_cli.store import ChromaStore
+from memos_cli.unit import UnitOfWork
+from memos_cli.usage import UsageLog
+from memos_cli.writing import ImportResult, NewMemory, RememberResult
 
+__all__ = ["Filter", "Hit", "ImportResult", "MemoryEngine", "NewMemory", "Progress",
+           "RememberResult", "UnitOfWork"]
 
 T = TypeVar("T")
 
@@ -97,11 +96,11 @@ class MemoryEngine:
     # --- the unit of work: what other modules (consolidation, backup, benchmarks) use --
 
     @contextmanager
-    def unit(self, write: bool, create: bool | None = None) -> Iterator["UnitOfWork | None"]:
+    def unit(self, write: bool, create: bool | None = None) -> Iterator[UnitOfWork | None]:
         """The profile opened, unlocked and locked for one batch of work; None when it
         has no store (and ``create``, default ``write``, is false). See ``UnitOfWork``."""
         with session(self._state, write, create) as codec:
-            yield None if codec is None else UnitOfWork(self, codec)
+            yield None if codec is None else UnitOfWork(self._state, codec)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -127,10 +126,6 @@ class MemoryEngine:
     def notice(self, text: str) -> None:
         """Tell the user something on the side (stderr in the CLI, ``notices`` otherwise)."""
         self._state.notice(text)
-
-    # --- crash safety: the write journal --------------------------------------------------
-
-    # --- the keyword index -----------------------------------------------------------------
 
     # --- moving the key between machines ---------------------------------------------------
 
@@ -296,51 +291,3 @@ class MemoryEngine:
     def rotate_key(self, progress: Progress | None = None) -> int:
         """Re-encrypt every memory under a new data key; resumable after a crash."""
         return keyadmin.rotate_key(self._state, progress)
-
-
-class UnitOfWork:
-    """What an opened, unlocked, locked profile offers for one batch of changes.
-
-    Handed out by ``MemoryEngine.unit``, valid only inside its ``with`` block (the
-    store lock is held). Consolidation, backup and the benchmarks work through it, so
-    none of them reaches into the engine's internals.
-    """
-
-    def __init__(self, engine: MemoryEngine, codec: RecordCodec) -> None:
-        self._engine = engine
-        self.codec = codec  # seals and opens rows
-        self.store = engine.store
-
-    @property
-    def keys(self) -> Unlocked:
-        return self._engine._state.unlocked_keys()
-
-    def open_rows(self, rows: Iterable[Any], with_usage: bool = True
-                  ) -> Iterator[tuple[Any, Memory]]:
-        """Decrypt rows (damaged ones are noted in ``engine.damaged`` and skipped)."""
-        return self._engine._state.open_rows(self.codec, rows, with_usage=with_usage)
-
-    def new_memory(self, item: NewMemory, now: str) -> Memory:
-        return writing.new_memory(item, now)
-
-    def insert(self, memories: list[Memory], vectors: np.ndarray | None,
-               action: str = "remembered") -> list[RememberResult]:
-        """Store new memories (journalled, indexed, audited as ``action``)."""
-        return writing.insert(self._engine._state, self.codec, memories, vectors, action=action)
-
-    def modify(self, memory_id: str, change: Callable[[Memory], None], reason: str,
-               vector: np.ndarray | None = None) -> Memory:
-        """Change a stored memory, its previous state kept in its history."""
-        return writing.modify(self._engine._state, self.codec, memory_id, change, reason, vector)
-
-    def keyword_index(self) -> KeywordIndex:
-        return keyword_index(self._engine._state)
-
-    def record(self, action: str, ids: list[str], count: int = 0) -> None:
-        """Add an event to the audit trail."""
-        self._engine._state.audit(action, ids, count)
-
-
-# The store generation this process's Chroma client has seen, per Chroma folder.
-
-
