@@ -19,7 +19,7 @@ from __future__ import annotations
 import builtins
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar, overload
 
 from memos_cli import forgetting, keyadmin, reading, recall, reindexing, writing
 from memos_cli.audit import AuditLog, Event
@@ -48,8 +48,13 @@ class _Shared(Generic[T]):
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def __get__(self, engine: "MemoryEngine", owner: type | None = None) -> T:
-        return getattr(engine._state, self.name)
+    @overload
+    def __get__(self, engine: None, owner: type) -> "_Shared[T]": ...
+    @overload
+    def __get__(self, engine: "MemoryEngine", owner: type | None = None) -> T: ...
+    def __get__(self, engine: "MemoryEngine | None", owner: type | None = None) -> Any:
+        # On the class itself (help(), introspection) the descriptor stands for itself.
+        return self if engine is None else getattr(engine._state, self.name)
 
     def __set__(self, engine: "MemoryEngine", value: T) -> None:
         setattr(engine._state, self.name, value)
