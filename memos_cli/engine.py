@@ -82,8 +82,6 @@ class MemoryEngine:
                  use_keyring: bool | None = None,
                  notice: Callable[[str], None] | None = None,
                  store: str | None = None) -> None:
-        # ``passphrase`` unlocks; a new key is wrapped by ``new_passphrase`` (default: the
-        # same source), or by the keyring or a key file when that gives none.
         self._state = ProfileState(profile, paths=paths, embedder=embedder,
                                    passphrase=passphrase, new_passphrase=new_passphrase,
                                    use_keyring=use_keyring, notice=notice, store=store)
