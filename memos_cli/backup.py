@@ -42,6 +42,7 @@ from memos_cli.vault import Vault
 
 if TYPE_CHECKING:
     from memos_cli.engine import MemoryEngine
+    from memos_cli.state import Profile
     from memos_cli.store import ChromaStore
 
 MAGIC = b"MEMOSBAK"
@@ -121,7 +122,7 @@ class _ChunkWriter:
         self.count += 1
 
 
-def _side_files(engine: "MemoryEngine") -> dict[str, Path]:
+def _side_files(engine: "Profile") -> dict[str, Path]:
     """Sealed files that belong to the profile besides the rows (the keyword index is
     left out: it is rebuilt from the memories)."""
     return engine.paths.profile_files(engine.profile).backed_up
@@ -320,7 +321,7 @@ def _reseal(name: str, path: Path, key: DataKey, source: str, target: str) -> No
         UsageLog(path, f"usage/{target}").replace(keys, UsageLog(path, f"usage/{source}").load(keys))
 
 
-def recover(engine: "MemoryEngine") -> None:
+def recover(engine: "Profile") -> None:
     """Finish a restore killed after staging, or undo one killed before (under the lock)."""
     path = engine.paths.restore_marker(engine.profile)
     try:
@@ -340,7 +341,7 @@ def recover(engine: "MemoryEngine") -> None:
     engine.adopt_keys(None)
 
 
-def _finish(engine: "MemoryEngine", marker: dict[str, Any]) -> None:
+def _finish(engine: "Profile", marker: dict[str, Any]) -> None:
     """Swap the staged profile in. Every step can run again after a crash."""
     staging = _staging_store(engine)
     if staging.exists():
@@ -359,7 +360,7 @@ def _finish(engine: "MemoryEngine", marker: dict[str, Any]) -> None:
     engine.paths.restore_marker(engine.profile).unlink(missing_ok=True)
 
 
-def _discard(engine: "MemoryEngine", marker: dict[str, Any]) -> None:
+def _discard(engine: "Profile", marker: dict[str, Any]) -> None:
     """Remove what a restore staged, leaving the profile as it was."""
     staging = _staging_store(engine)
     if staging.exists():
@@ -375,7 +376,7 @@ def _write_marker(engine: "MemoryEngine", marker: dict[str, Any]) -> None:
     write_atomic(engine.paths.restore_marker(engine.profile), json.dumps(marker).encode())
 
 
-def _staging_store(engine: "MemoryEngine") -> "ChromaStore":
+def _staging_store(engine: "Profile") -> "ChromaStore":
     return engine.store.sibling(engine.profile + STAGED)
 
 

@@ -26,6 +26,7 @@ from memos_cli.timeparse import now_utc, to_iso
 
 if TYPE_CHECKING:
     from memos_cli.engine import MemoryEngine, UnitOfWork
+    from memos_cli.state import Profile
 
 SNAPSHOT_PREFIX = ".consolidation-"
 READY = "READY"  # written last into a snapshot: the copy is complete
@@ -77,7 +78,7 @@ def apply(engine: "MemoryEngine", chosen: Plan,
     return done
 
 
-def recover(engine: "MemoryEngine") -> None:
+def recover(engine: "Profile") -> None:
     """Undo any consolidation a killed process left half-applied (under the store lock)."""
     for snapshot in engine.paths.data_dir.glob(SNAPSHOT_PREFIX + "*"):
         if (snapshot / READY).exists():
@@ -94,7 +95,7 @@ def _snapshot_dir(engine: "MemoryEngine") -> Path:
     return engine.paths.data_dir / f"{SNAPSHOT_PREFIX}{engine.profile}"
 
 
-def _side_files(engine: "MemoryEngine", profile: str) -> list[Path]:
+def _side_files(engine: "Profile", profile: str) -> list[Path]:
     return engine.paths.profile_files(profile).changed_with_rows
 
 
@@ -108,7 +109,7 @@ def _take_snapshot(engine: "MemoryEngine", snapshot: Path) -> None:
     (snapshot / READY).write_text("")
 
 
-def _put_back(engine: "MemoryEngine", snapshot: Path, profile: str | None = None) -> None:
+def _put_back(engine: "Profile", snapshot: Path, profile: str | None = None) -> None:
     profile = profile or engine.profile
     engine.store.restore(snapshot / "chroma")
     for path in _side_files(engine, profile):
@@ -189,7 +190,7 @@ def _valid_from(memory: Memory) -> str:
 
 def _supersede(work: "UnitOfWork", action: Action) -> None:
     """The newer memory contradicts the older: the older stops being valid, kept in history."""
-    from memos_cli.engine import _end_validity
+    from memos_cli.writing import end_validity
 
     assert action.into is not None
     present = _present(work, [action.into, *action.ids])
@@ -197,7 +198,7 @@ def _supersede(work: "UnitOfWork", action: Action) -> None:
         return
     newer = work.codec.open(work.store.get([action.into])[0])
     for old_id in present[1:]:
-        work.modify(old_id, _end_validity, "superseded")
+        work.modify(old_id, end_validity, "superseded")
         newer.derived_from.append(old_id)
     work.store.update([newer.id], [work.codec.seal(newer)])
 

@@ -59,7 +59,7 @@ def _everything_readable(engine_factory, ids: list[str], events: list[tuple[str,
     trail = fresh.audit()
     assert fresh.audit_log.damaged == 0
     assert [(e.action, ",".join(e.ids)) for e in trail][:len(events)] == events
-    assert fresh.usage.load(fresh._keys())  # the recorded recalls survived
+    assert fresh.usage.load(fresh.unlock())  # the recorded recalls survived
     assert not engine_factory().keys.status()["rotation_pending"]
 
 
@@ -225,7 +225,7 @@ def test_attack_24_corrupt_keys_and_damaged_records_never_show_a_traceback(cli_p
     assert cli_proc("remember", "the boiler code is 4471").code == 0
     assert cli_proc("remember", "the spare key is under the blue pot").code == 0
     eng = MemoryEngine()
-    with eng._session(write=True):
+    with eng.unit(write=True):
         row = next(iter(eng.store.scan()))
         eng.store.update([row.id], [dict(row.meta, c=row.meta["c"][:-8] + "AAAAAAA=")])
     listed = cli_proc("list")  # the damaged one is reported (exit 5), the other listed
@@ -325,7 +325,7 @@ def _legacy_line(key: bytes, event: Event, context: str = "audit/default") -> by
 def test_attack_18_an_old_unchained_trail_is_read_and_migrated(engine_factory, home):
     eng = engine_factory()
     eng.remember(NewMemory("first"))
-    key = eng._keys().current.key
+    key = eng.unlock().current.key
     old = [Event("2026-01-01T00:00:00Z", "remembered", ["a" * 32], "cli", 1),
            Event("2026-01-02T00:00:00Z", "updated", ["a" * 32], "cli", 1)]
     path = home / "data/default.audit"
@@ -350,7 +350,7 @@ def test_attack_18_a_newer_audit_line_version_is_refused(engine_factory, home):
 def test_real_use_old_vault_and_usage_files_are_still_read(engine_factory, home):
     eng = engine_factory()
     eng.remember(NewMemory("first"))
-    key = eng._keys().current.key
+    key = eng.unlock().current.key
     vault = json.dumps({"v": 1, "secrets": {"llm.api_key": "sk-old"}}).encode()
     (home / "config/keys/default.vault").write_bytes(
         crypto.seal(crypto.subkey(key, "vault/v1"), vault, "vault/default"))

@@ -56,11 +56,11 @@ def test_attack_04_missing_field_is_named(cli, tmp_path):
 def _reseal(eng: MemoryEngine, memory_id: str, change) -> None:
     """What an older memos (or a hostile import it let through) left: a sealed, authentic
     record whose fields are invalid."""
-    eng.all_memories()  # unlock and open
-    row = eng.store.get([memory_id])[0]
-    payload = payload_from_memory(eng._codec.open(row))
+    with eng.unit(write=False) as work:  # unlock and open
+        row = eng.store.get([memory_id])[0]
+        payload = payload_from_memory(work.codec.open(row))
     change(payload["m"])
-    key = eng._unlocked.current.key
+    key = eng.unlock().current.key
     blob = crypto.seal(key, json.dumps(payload).encode(), memory_id)
     eng.store.update([memory_id], [{"c": crypto.b64e(blob)}])
 

@@ -252,7 +252,7 @@ FULL_AT = {"rows": "memos_cli.store.ChromaStore.add",
            "keywords": "memos_cli.keyword.KeywordIndex.save",
            "counter": "memos_cli.store.ChromaStore.set_meta",
            "audit": "memos_cli.audit.AuditLog.append",
-           "generation": "memos_cli.engine.MemoryEngine._bump_generation"}
+           "generation": "memos_cli.state.ProfileState.bump_generation"}
 
 
 @pytest.mark.parametrize("where", sorted(FULL_AT))
@@ -275,13 +275,13 @@ def test_attack_21_a_full_disk_fails_remember_only_if_nothing_was_stored(cli, mo
 def test_attack_08_a_busy_store_after_the_write_does_not_fail_remember(cli, home, monkeypatch):
     """The check for background consolidation after a write took the lock a second time:
     a store busy then made a command that had stored its memory exit 7."""
-    import memos_cli.engine as engine_module
+    import memos_cli.opening as opening_module
     from memos_cli.errors import BusyError
 
     monkeypatch.delenv("MEMOS_NO_AUTO_CONSOLIDATE")
     (home / "config").mkdir(parents=True, exist_ok=True)
     (home / "config" / "config.toml").write_text("version = 1\n[lifecycle]\nauto_after = 1000\n")
-    real, taken = engine_module.store_lock, []
+    real, taken = opening_module.store_lock, []
 
     def busy_after_the_first(*args, **kwargs):  # another process grabs the lock meanwhile
         taken.append(1)
@@ -289,10 +289,10 @@ def test_attack_08_a_busy_store_after_the_write_does_not_fail_remember(cli, home
             raise BusyError("the memory store is busy")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine_module, "store_lock", busy_after_the_first)
+    monkeypatch.setattr(opening_module, "store_lock", busy_after_the_first)
     result = cli("remember", "stored while others wait")
     assert result.code == 0, result.err
-    monkeypatch.setattr(engine_module, "store_lock", real)
+    monkeypatch.setattr(opening_module, "store_lock", real)
     assert _texts(cli) == ["stored while others wait"]
 
 

@@ -57,10 +57,10 @@ def test_prefix_resolution_like_git(engine_factory):
 
 
 def test_ambiguous_prefix_is_refused(engine_factory, monkeypatch):
-    import memos_cli.engine as engine_module
+    import memos_cli.writing as writing_module
 
     ids = iter(["abcd000000000001", "abcd000000000002"])
-    monkeypatch.setattr(engine_module, "new_id", lambda: next(ids))
+    monkeypatch.setattr(writing_module, "new_id", lambda: next(ids))
     eng = engine_factory()
     eng.remember_many([NewMemory("one"), NewMemory("two")])
     with pytest.raises(NotFoundError, match="ambiguous"):
@@ -332,6 +332,7 @@ def test_a_cold_recall_reads_the_keyword_index_once(engine_factory, monkeypatch)
     """The index read before the lock (to embed the query) is the one used under it,
     unless a write replaced the file in between; it used to be read and decrypted twice."""
     from memos_cli import keyword
+    from memos_cli.indexing import load_keywords
 
     engine_factory().remember(NewMemory("The Wi-Fi password is tulip-4471"))
     real, reads = keyword.KeywordIndex.load, []
@@ -346,7 +347,7 @@ def test_a_cold_recall_reads_the_keyword_index_once(engine_factory, monkeypatch)
     assert len(reads) == 1
     replaced = engine_factory()
     replaced.unlock()
-    replaced._load_keywords()  # read ahead, then another process rewrites the index
+    load_keywords(replaced._state)  # read ahead, then another process rewrites the index
     engine_factory().remember(NewMemory("The door code is 1234"))
     assert [h.memory.text for h in replaced.recall("door code", 1, floor=0.0)] == [
         "The door code is 1234"]

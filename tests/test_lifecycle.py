@@ -30,11 +30,14 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch):
-    import memos_cli.engine as engine_module
+    import memos_cli.recall as recall_module
+    import memos_cli.state as state_module
     import memos_cli.timeparse as timeparse_module
+    import memos_cli.writing as writing_module
 
     fake = Clock()
-    for module in (engine_module, consolidation, timeparse_module):
+    # Every engine module that reads the clock (audit events, writes, recall's access counts).
+    for module in (state_module, writing_module, recall_module, consolidation, timeparse_module):
         monkeypatch.setattr(module, "now_utc", fake)
     return fake
 

@@ -118,7 +118,7 @@ def test_keyword_index_is_sealed_and_forgets(home):
     raw = index_file.read_bytes()
     assert b"quokka" not in raw and b"wolverhampton" not in raw and b"filler" not in raw
     eng.forget([memory.id])
-    key = eng._keys()
+    key = eng.unlock()
     reopened = KeywordIndex.load(index_file, key, "keywords/default")
     assert reopened is not None and len(reopened) == 3
     assert all("quokka" not in e.tokens for e in reopened.entries)
