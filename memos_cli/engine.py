@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from memos_cli import crypto, retrieval
+from memos_cli import crypto, keyword, retrieval
 from memos_cli.atomic import write_atomic
 from memos_cli.audit import AuditLog, Event
 from memos_cli.config import EmbeddingSettings, embedding_settings, recall_floor, store_settings
@@ -107,7 +107,7 @@ class MemoryEngine:
         self._keywords: KeywordIndex | None = None
         # The saved index as read before taking the lock, with the file's identity, for
         # the first locked use to take over if no write has replaced the file meanwhile.
-        self._read_ahead: tuple[tuple[int, int, int], KeywordIndex] | None = None
+        self._read_ahead: tuple[tuple[int, ...], KeywordIndex] | None = None
         self._generation: str | None = None
         self.damaged: list[str] = []  # ids whose ciphertext failed its integrity check
         # What this engine's last add left the counter at (see consolidation.due).
@@ -421,9 +421,9 @@ class MemoryEngine:
                 # Storage order is insertion order, which threads need.
                 memories = [m for _row, m in self._open_rows(self._codec, self.store.scan())]
                 index = KeywordIndex([_entry(m) for m in memories])
-                self._keywords = index
-                self._save_keywords()
             self._keywords = index
+            if index.needs_save:  # rebuilt, or read from an older format: written now
+                self._save_keywords()
         return self._keywords
 
     def _load_keywords(self, take: bool = False) -> KeywordIndex | None:
@@ -432,11 +432,9 @@ class MemoryEngine:
         follows (``take``), unless a write replaced the file in between: files are
         replaced whole, never changed in place, so a new file has a new identity."""
         path = self.paths.keyword_file(self.profile)
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
+        identity = keyword.identity(path)
+        if identity is None:
             return None
-        identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         ahead, self._read_ahead = self._read_ahead, None
         if ahead is not None and ahead[0] == identity:
             index: KeywordIndex | None = ahead[1]
@@ -1170,6 +1168,7 @@ class MemoryEngine:
             index.save(self.paths.keyword_file(self.profile), keys, self._index_context)
         else:  # damaged or absent: it is a cache, rebuilt when next needed
             self.paths.keyword_file(self.profile).unlink(missing_ok=True)
+            self.paths.keyword_delta_file(self.profile).unlink(missing_ok=True)
         self._keywords = None
         failpoint("reseal:index")
         self.audit_log.reseal(keys)
