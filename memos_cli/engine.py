@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from memos_cli import crypto, keyword, retrieval
+from memos_cli import crypto, keyword, listing, retrieval
 from memos_cli.atomic import write_atomic
 from memos_cli.audit import AuditLog, Event
 from memos_cli.config import EmbeddingSettings, embedding_settings, recall_floor, store_settings
@@ -32,7 +32,7 @@ from memos_cli.passphrase import profile_passphrase
 from memos_cli.keyword import Entry, KeywordIndex, tokenize
 from memos_cli.lock import store_lock
 from memos_cli.lifecycle import initial_tier
-from memos_cli.memory import (CORRECTED, TIERS, Memory, Version, as_of, check_kind, new_id,
+from memos_cli.memory import (CORRECTED, ID_HEX, TIERS, Memory, Version, as_of, check_kind, new_id,
                               normalise_tags)
 from memos_cli.paths import Paths, resolve_paths, resolve_profile
 from memos_cli.records import RecordCodec
@@ -115,6 +115,9 @@ class MemoryEngine:
         self.cause = "library"  # what the audit trail names as the cause of changes
         self.audit_log = AuditLog(self.paths.audit_file(self.profile), f"audit/{self.profile}")
         self.usage = UsageLog(self.paths.usage_file(self.profile), f"usage/{self.profile}")
+        self.listing = listing.ListIndex(self.paths.listing_file(self.profile),
+                                         f"listing/{self.profile}")
+        self._generation_before: str | None = None  # before this process's last write began
 
     # --- plumbing ------------------------------------------------------------------
 
@@ -145,6 +148,8 @@ class MemoryEngine:
         """The profile opened, unlocked and locked for one batch of work; None when it
         has no store (and ``create``, default ``write``, is false). See ``UnitOfWork``."""
         with self._session(write, create) as codec:
+            if write and codec is not None:
+                self.listing.drop()  # its writes change rows directly: rebuilt when next needed
             yield None if codec is None else UnitOfWork(self, codec)
 
     @contextmanager
@@ -334,6 +339,7 @@ class MemoryEngine:
             self._codec = None
             self._keywords = None
             self.usage.reset()
+            self.listing.reset()
         shared = str(self.paths.chroma_dir)
         if _SEEN_GENERATION.get(shared, current) != current:
             self.store.reset()  # another process wrote through its own Chroma client
@@ -356,6 +362,7 @@ class MemoryEngine:
             backup.recover(self)
 
     def _bump_generation(self) -> None:
+        self._generation_before = self._generation
         token = secrets.token_hex(8)
         write_atomic(self.paths.data_dir / "store.gen", token.encode())
         self._generation = _SEEN_GENERATION[str(self.paths.chroma_dir)] = token
@@ -623,6 +630,7 @@ class MemoryEngine:
             self.store.set_meta(meta)
             self.new_since_consolidation = meta["new_since_consolidation"]
             self._audit(action, ids)
+        self._listed(added=memories)
 
     def _new_memory(self, item: NewMemory, now: str) -> Memory:
         text = item.text.strip()
@@ -715,6 +723,7 @@ class MemoryEngine:
         if memory.text != before:
             index.replace(memory.id, tokenize(memory.text))
             self._save_keywords()
+        self._listed(updated=[memory])
         self._audit(_ACTIONS_BY_REASON.get(reason, "updated"), [memory.id])
         return memory
 
@@ -742,6 +751,7 @@ class MemoryEngine:
             index.remove(doomed)
             self.damaged = [i for i in self.damaged if i not in set(doomed)]  # gone for good
             self._save_keywords()
+            self._listed(removed=doomed)
             return len(doomed)
 
     def forget_preview(self, ids: Sequence[str], *, cascade: bool = True
@@ -803,6 +813,7 @@ class MemoryEngine:
             for path in self.paths.profile_files(self.profile).everything:
                 path.unlink(missing_ok=True)
             self.usage.reset()
+            self.listing.reset()
             self.damaged = []
             self._unlocked = self._codec = self._keywords = None
             self._bump_generation()
@@ -955,6 +966,10 @@ class MemoryEngine:
              **filters: Any) -> list[Memory]:
         """Memories, newest first."""
         keep = where or Filter(**filters)
+        if limit:
+            newest = self._list_newest(limit, keep)
+            if newest is not None:
+                return newest
         memories = [shown for shown in map(keep.shown, reversed(self.all_memories()))
                     if shown is not None]
         return memories[:limit] if limit else memories
@@ -969,8 +984,40 @@ class MemoryEngine:
             if codec is None:
                 return []
             memories = [m for _row, m in self._open_rows(codec, self.store.scan())]
+            if self.store.remote is None:  # (other machines write a server's rows unseen)
+                self.listing.rebuild(self._keys(), self._generation, memories)
         memories.sort(key=lambda m: m.created_at)
         return memories
+
+    def _list_newest(self, limit: int, keep: "Filter") -> builtins.list[Memory] | None:
+        """The newest ``limit`` memories ``keep`` shows, found in the list index so that
+        only those are fetched and decrypted; None when the index cannot answer (a filter
+        it does not hold, a server's store, or it is not current: see listing.py)."""
+        if keep.tag or keep.since or keep.until or keep.at or self.store.remote is not None:
+            return None
+        with self._session(write=False) as codec:
+            if codec is None:
+                return []
+            rows = self.listing.current(self._keys(), self._generation)
+            if rows is None:
+                return None
+            ids = listing.newest_first(rows, kind=keep.kind, tier=keep.tier,
+                                       include_inactive=keep.include_inactive)
+            found: builtins.list[Memory] = []
+            at = 0
+            while len(found) < limit and at < len(ids):  # more only for damaged ones
+                batch = ids[at:at + limit - len(found)]
+                at += len(batch)
+                opened = {row.id: m for row, m in self._open_rows(codec, self.store.get(batch))}
+                found += [shown for shown in (keep.shown(opened[i]) for i in batch if i in opened)
+                          if shown is not None]
+            return found
+
+    def _listed(self, **change: Any) -> None:
+        """Keep the list index current through a write of this process (see listing.py)."""
+        if self.store.remote is None:
+            self.listing.changed(self._keys(), self._generation_before, self._generation,
+                                 **change)
 
     def show(self, ref: str) -> Memory:
         with self._session(write=False) as codec:
@@ -993,7 +1040,12 @@ class MemoryEngine:
         ref = ref.strip().lower()
         if len(ref) < MIN_PREFIX:
             raise UsageError(f"an id prefix needs at least {MIN_PREFIX} characters: {ref!r}")
-        matches = [i for i in self.store.all_ids() if i.startswith(ref)]
+        if len(ref) == ID_HEX and self.store.get([ref]):
+            return ref  # a whole id is looked up, not searched for among every id
+        rows = None if self.store.remote else self.listing.current(self._keys(), self._generation)
+        listed = [r.id for r in rows if r.id.startswith(ref)] if rows else []
+        # (the list index leaves out memories that do not open: those are searched for)
+        matches = listed or [i for i in self.store.all_ids() if i.startswith(ref)]
         if not matches:
             raise NotFoundError(f"no memory matches {ref!r}")
         if len(matches) > 1:
@@ -1170,6 +1222,7 @@ class MemoryEngine:
             self.paths.keyword_file(self.profile).unlink(missing_ok=True)
             self.paths.keyword_delta_file(self.profile).unlink(missing_ok=True)
         self._keywords = None
+        self.listing.drop()  # derived, and small: rebuilt rather than re-sealed
         failpoint("reseal:index")
         self.audit_log.reseal(keys)
         failpoint("reseal:audit")
