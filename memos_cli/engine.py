@@ -277,6 +277,8 @@ class MemoryEngine:
             if not create:
                 return None
             self.store.create(self._store_meta(self._unlocked.current, self._embed_meta()))
+            if self.store.remote is None:  # an empty store's list index: current from the start
+                self.listing.rebuild(self._unlocked, self._generation, [])
         meta = self.store.meta()
         self._check_store(meta)
         self._codec = self._new_codec(meta)
