@@ -1045,7 +1045,7 @@ class MemoryEngine:
         if len(ref) == ID_HEX and self.store.get([ref]):
             return ref  # a whole id is looked up, not searched for among every id
         rows = None if self.store.remote else self.listing.current(self._keys(), self._generation)
-        listed = [r.id for r in rows if r.id.startswith(ref)] if rows else []
+        listed = [i for i in rows.ids if i.startswith(ref)] if rows is not None else []
         # (the list index leaves out memories that do not open: those are searched for)
         matches = listed or [i for i in self.store.all_ids() if i.startswith(ref)]
         if not matches:

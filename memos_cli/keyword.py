@@ -237,10 +237,9 @@ class KeywordIndex:
         try:
             key_id, payload = open_file(path, blob, INDEX_FORMAT, INDEX_FILE_VERSION, keys,
                                         PURPOSE, context)
-            raw = zlib.decompress(payload)
             if _header_version(blob) < INDEX_FILE_VERSION:
-                return cls._from_entries_file(raw, key_id)
-            meta, arrays, strings = _unpack(raw)
+                return cls._from_entries_file(zlib.decompress(payload), key_id)
+            meta, arrays, strings = _unpack(payload)
             if not _current(meta):
                 return None  # tokenized by an older rule: rebuilt from the memories
             index = cls.__new__(cls)
@@ -314,12 +313,13 @@ def _header_version(blob: bytes) -> int:
 
 
 # The arrays a base file holds, with the type each is stored as (all whole numbers:
-# term weights are 1 and 2, so their sums are exact in float32).
+# term weights are 1 and 2, so their sums are exact in float32). Not compressed:
+# decompressing took longer than reading and unsealing the bigger file.
 _STORED = {"counts": "<i4", "terms": "<i4", "thread_codes": "<i4", "lengths": "<f4",
            "post_docs": "<i4", "post_tf": "<f4", "ptr": "<i8", "own_df": "<i8",
            "own_docs": "<i4", "own_ptr": "<i8"}
 _TEXTS = ("ids", "vocab", "thread_names")  # lists of strings, none holding a newline
-_COMPUTED = {"lengths": np.float64, "post_tf": np.float64}  # widened again when loaded
+_COMPUTED = {"lengths": np.float64}  # widened again when loaded (post_tf: per query)
 
 
 def _pack(meta: dict[str, Any], arrays: dict[str, np.ndarray],
@@ -334,7 +334,7 @@ def _pack(meta: dict[str, Any], arrays: dict[str, np.ndarray],
         layout.append([name, len(raw), len(texts[name])])
         parts.append(raw)
     head = json.dumps({**meta, "layout": layout}).encode()
-    return zlib.compress(len(head).to_bytes(4, "big") + head + b"".join(parts), 1)
+    return len(head).to_bytes(4, "big") + head + b"".join(parts)
 
 
 def _unpack(raw: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, list[str]]]:
@@ -342,17 +342,17 @@ def _unpack(raw: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str
     meta = json.loads(raw[4:4 + size])
     arrays: dict[str, np.ndarray] = {}
     texts: dict[str, list[str]] = {}
-    at = 4 + size
+    view, at = memoryview(raw), 4 + size  # arrays read in place, not copied
     for name, length, count in meta["layout"]:
-        chunk = raw[at:at + length]
+        chunk = view[at:at + length]
         if len(chunk) != length:
             raise ValueError("truncated keyword index")
         at += length
         if name in _STORED:
             array = np.frombuffer(chunk, dtype=_STORED[name])
-            arrays[name] = array.astype(_COMPUTED.get(name, array.dtype))
+            arrays[name] = array.astype(_COMPUTED[name]) if name in _COMPUTED else array
         elif name in _TEXTS:
-            texts[name] = chunk.decode().split("\n") if count else []
+            texts[name] = str(chunk, "utf-8").split("\n") if count else []
     return meta, arrays, texts
 
 
@@ -447,7 +447,7 @@ class _Compiled:
         start, end = int(self.ptr[index]), int(self.ptr[index + 1])
         docs = self.post_docs[start:end]
         cut = int(np.searchsorted(docs, below))  # a term's postings are in doc order
-        return docs[:cut], self.post_tf[start:start + cut]
+        return docs[:cut], self.post_tf[start:start + cut].astype(np.float64)
 
     def own(self, token: str) -> np.ndarray | None:
         index = self.index.get(token)

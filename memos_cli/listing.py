@@ -14,8 +14,7 @@ afresh.
 from __future__ import annotations
 
 import json
-import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -30,22 +29,26 @@ if TYPE_CHECKING:
 FORMAT = "memos-listing"
 FILE_VERSION = 1
 PURPOSE = "listing/v1"
-COLUMNS = ("ids", "created", "status", "tier", "kind")
+FIELDS = {"ids": "id", "created": "created_at", "status": "status", "tier": "tier",
+          "kind": "kind"}  # column: the Memory attribute it holds
 
 
 @dataclass
-class Listed:
-    """One memory as the list index knows it."""
+class Columns:
+    """The list index's rows, one list per field, in storage order."""
 
-    id: str
-    created: str
-    status: str
-    tier: str
-    kind: str
+    ids: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    tier: list[str] = field(default_factory=list)
+    kind: list[str] = field(default_factory=list)
 
-    @classmethod
-    def of(cls, memory: "Memory") -> "Listed":
-        return cls(memory.id, memory.created_at, memory.status, memory.tier, memory.kind)
+    def append(self, memories: Sequence["Memory"]) -> None:
+        for name, attribute in FIELDS.items():
+            getattr(self, name).extend(getattr(m, attribute) for m in memories)
+
+    def keep(self, positions: list[int]) -> "Columns":
+        return Columns(*([getattr(self, name)[n] for n in positions] for name in FIELDS))
 
 
 class ListIndex:
@@ -53,7 +56,7 @@ class ListIndex:
 
     def __init__(self, path: Path, context: str) -> None:
         self.path, self.context = path, context
-        self._rows: list[Listed] | None = None
+        self._rows: Columns | None = None
         self._stamp: str | None = None  # the generation the cached rows are current for
         self._loaded = False
 
@@ -61,8 +64,8 @@ class ListIndex:
         """Forget what was read (another process may have replaced the file)."""
         self._rows, self._stamp, self._loaded = None, None, False
 
-    def current(self, keys: "Unlocked", generation: str | None) -> list[Listed] | None:
-        """The rows in storage order if the file is current for ``generation``, else None."""
+    def current(self, keys: "Unlocked", generation: str | None) -> Columns | None:
+        """The rows if the file is current for ``generation``, else None."""
         self._read(keys)
         return self._rows if self._rows is not None and self._stamp == (generation or "") else None
 
@@ -72,32 +75,40 @@ class ListIndex:
         """Record a write made under generation ``now``, if the index was current just
         before it (generation ``before``) or already records an earlier part of it."""
         self._read(keys)
-        if self._rows is None or self._stamp not in (before or "", now or ""):
+        rows = self._rows
+        if rows is None or self._stamp not in (before or "", now or ""):
             return
-        gone = set(removed)
-        fresh = {m.id: Listed.of(m) for m in updated}
-        rows = [fresh.get(r.id, r) for r in self._rows if r.id not in gone]
-        self._write(keys, rows + [Listed.of(m) for m in added], now)
+        gone, fresh = set(removed), {m.id: m for m in updated}
+        if gone or fresh:  # rare (forget, edits): the whole list is walked
+            rows = rows.keep([n for n, i in enumerate(rows.ids) if i not in gone])
+            for n, memory_id in enumerate(rows.ids):
+                if memory_id in fresh:
+                    for name, attribute in FIELDS.items():
+                        getattr(rows, name)[n] = getattr(fresh[memory_id], attribute)
+        rows.append(added)
+        self._write(keys, rows, now)
 
     def rebuild(self, keys: "Unlocked", generation: str | None,
                 memories: Sequence["Memory"]) -> None:
         """Write the index afresh from every memory, in storage order, unless current."""
         if self.current(keys, generation) is None:
-            self._write(keys, [Listed.of(m) for m in memories], generation)
+            rows = Columns()
+            rows.append(memories)
+            self._write(keys, rows, generation)
 
     def drop(self) -> None:
         """Remove the file: writes follow that this module does not see."""
         self.path.unlink(missing_ok=True)
         self.reset()
 
-    def _write(self, keys: "Unlocked", rows: list[Listed], generation: str | None) -> None:
-        columns = {name: "\n".join(getattr(r, field) for r in rows)
-                   for name, field in zip(COLUMNS, ("id", "created", "status", "tier", "kind"))}
-        doc = {"gen": generation or "", "count": len(rows), **columns}
-        payload = zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 1)
+    def _write(self, keys: "Unlocked", rows: Columns, generation: str | None) -> None:
+        doc = {"gen": generation or "", "count": len(rows.ids),
+               **{name: "\n".join(getattr(rows, name)) for name in FIELDS}}
+        payload = json.dumps(doc, separators=(",", ":")).encode()
         try:
+            # Unsynced: derived data; a power cut leaves the old file, stamped stale.
             write_atomic(self.path, seal_file(FORMAT, FILE_VERSION, keys.next or keys.current,
-                                              PURPOSE, payload, self.context))
+                                              PURPOSE, payload, self.context), sync=False)
         except OSError:
             # A full disk: the write it records did happen, so no stale file may stay.
             self.drop()
@@ -115,23 +126,23 @@ class ListIndex:
         try:
             _key_id, payload = open_file(self.path, blob, FORMAT, FILE_VERSION, keys, PURPOSE,
                                          self.context)
-            doc = json.loads(zlib.decompress(payload))
+            doc = json.loads(payload)
             count = int(doc["count"])
-            columns = [str(doc[name]).split("\n") if count else [] for name in COLUMNS]
+            columns = [str(doc[name]).split("\n") if count else [] for name in FIELDS]
             if any(len(column) != count for column in columns):
                 raise ValueError("columns of different lengths")
-            self._rows = [Listed(*values) for values in zip(*columns)]
-            self._stamp = str(doc["gen"])
-        except (IntegrityError, zlib.error, ValueError, KeyError, TypeError):
+            self._rows, self._stamp = Columns(*columns), str(doc["gen"])
+        except (IntegrityError, ValueError, KeyError, TypeError):
             self._rows = None  # damaged or sealed under a retired key: rebuilt when stale
 
 
-def newest_first(rows: Sequence[Listed], *, kind: str | None, tier: str | None,
+def newest_first(rows: Columns, *, kind: str | None, tier: str | None,
                  include_inactive: bool) -> list[str]:
     """Ids of the rows that pass, newest first; rows recorded in the same second keep
     their storage order reversed, as ``MemoryEngine.list`` orders them."""
-    order = sorted(range(len(rows)), key=lambda n: rows[n].created)
-    return [rows[n].id for n in reversed(order)
-            if (include_inactive or rows[n].status == "active")
-            and (kind is None or rows[n].kind == kind)
-            and (tier is None or rows[n].tier == tier)]
+    created = rows.created
+    order = sorted(range(len(created)), key=created.__getitem__)
+    return [rows.ids[n] for n in reversed(order)
+            if (include_inactive or rows.status[n] == "active")
+            and (kind is None or rows.kind[n] == kind)
+            and (tier is None or rows.tier[n] == tier)]

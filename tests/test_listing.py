@@ -111,7 +111,7 @@ def test_the_list_index_holds_no_forgotten_id_and_no_text(engine_factory, home):
     fresh = engine_factory()
     fresh.unlock()
     rows = fresh.listing.current(fresh._keys(), _generation(fresh))
-    assert rows is not None and doomed.id not in [r.id for r in rows] and len(rows) == 3
+    assert rows is not None and doomed.id not in rows.ids and len(rows.ids) == 3
     assert doomed.id.encode() not in path.read_bytes()
 
 
