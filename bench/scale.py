@@ -142,12 +142,18 @@ collection.query(query_embeddings=[json.loads(sys.argv[3])], n_results=10)
 """
 
 
+def quiet_env() -> dict[str, str]:
+    # No background consolidation: a remember past its threshold would start one, which
+    # then runs beside (and slows) every measurement after it.
+    return {**os.environ, "MEMOS_NO_AUTO_CONSOLIDATE": "1"}
+
+
 def median_wall(argv: list[str], runs: int) -> float:
     """Median whole-process wall time of ``argv`` (each run a new process)."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(argv, env=dict(os.environ), check=True, capture_output=True, cwd=ROOT)
+        subprocess.run(argv, env=quiet_env(), check=True, capture_output=True, cwd=ROOT)
         times.append(time.perf_counter() - started)
     return round(statistics.median(times), 3)
 
@@ -172,7 +178,7 @@ def cold_commands(runs: int) -> dict:
     for n in range(runs):  # each a new text, so each is stored
         started = time.perf_counter()
         subprocess.run([*memos, "remember", f"Cold remember number {n} about the garden shed"],
-                       env=dict(os.environ), check=True, capture_output=True, cwd=ROOT)
+                       env=quiet_env(), check=True, capture_output=True, cwd=ROOT)
         remember.append(time.perf_counter() - started)
     return {"recall_s": median_wall([*memos, "recall", QUERIES[0]], runs),
             "remember_s": round(statistics.median(remember), 3),

@@ -403,6 +403,7 @@ class MemoryEngine:
         except (ValueError, KeyError, TypeError):
             ids, event = [], None
         self.store.scrub_delete(self._existing(ids), self._dim())
+        self.listing.drop()  # it may list the rows just deleted (a forget's): not kept
         if event is not None and self.audit_log.read(self._keys())[-1:] != [event]:
             self._record(event)  # (a process killed after recording it left it last)
         path.unlink(missing_ok=True)

@@ -75,10 +75,11 @@ class ListIndex:
         """Record a write made under generation ``now``, if the index was current just
         before it (generation ``before``) or already records an earlier part of it."""
         self._read(keys)
-        rows = self._rows
+        rows, gone, fresh = self._rows, set(removed), {m.id: m for m in updated}
         if rows is None or self._stamp not in (before or "", now or ""):
+            if gone:  # a stale file may not keep a forgotten memory's id and times
+                self.drop()
             return
-        gone, fresh = set(removed), {m.id: m for m in updated}
         if gone or fresh:  # rare (forget, edits): the whole list is walked
             rows = rows.keep([n for n, i in enumerate(rows.ids) if i not in gone])
             for n, memory_id in enumerate(rows.ids):

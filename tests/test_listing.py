@@ -140,3 +140,14 @@ def test_show_by_a_whole_id_reads_no_other_id(engine_factory, monkeypatch):
     monkeypatch.setattr(ChromaStore, "all_ids", every_id)
     assert engine_factory().show(wanted.id).text == "the one"
     assert engine_factory().show(wanted.id[:8]).text == "the one"  # the list index's ids
+
+
+def test_forgetting_while_the_list_index_is_stale_removes_it(engine_factory):
+    """A stale index is not updated by a write; one that lists a forgotten memory's id
+    and times is removed instead of waiting for the next full listing."""
+    eng = engine_factory()
+    doomed = eng.remember(NewMemory("zanzibarian quokkas hide in Wolverhampton")).memory
+    path = eng.paths.listing_file(eng.profile)
+    eng._bump_generation()  # another write, unseen by the index
+    engine_factory().forget([doomed.id])
+    assert not path.exists()
