@@ -160,11 +160,12 @@ def median_wall(argv: list[str], runs: int) -> float:
 
 def floors(home: Path, runs: int) -> dict:
     """`import chromadb`, and a raw Chroma cold query on this store, as new processes."""
-    import chromadb
+    from memos_cli.engine import MemoryEngine
 
-    client = chromadb.PersistentClient(path=str(home / "data" / "chroma"))
-    name = "memos-default"
-    vector = client.get_collection(name).get(limit=1, include=["embeddings"])["embeddings"][0]
+    with MemoryEngine().unit(write=False) as work:  # (this process's one Chroma client)
+        assert work is not None
+        name = work.store.collection_name
+        vector = work.store.collection.get(limit=1, include=["embeddings"])["embeddings"][0]
     return {"import_chromadb_s": median_wall([sys.executable, "-c", "import chromadb"], runs),
             "raw_chroma_query_s": median_wall(
                 [sys.executable, "-c", RAW_CHROMA, str(home / "data" / "chroma"), name,
@@ -239,11 +240,12 @@ def run(sizes: list[int], queries: int, runs: int) -> dict:
 def run_existing(home: Path, runs: int) -> dict:
     """The cold measures on a store built before (``--existing HOME``), which is changed:
     each cold remember adds a memory. For sizes that take long to build."""
-    import chromadb
+    from memos_cli.engine import MemoryEngine
 
     os.environ.update(MEMOS_HOME=str(home), MEMOS_KEYRING="0")
-    size = chromadb.PersistentClient(path=str(home / "data" / "chroma")).get_collection(
-        "memos-default").count()
+    with MemoryEngine().unit(write=False) as work:
+        assert work is not None
+        size = work.store.count()
     results: dict = {"machine": machine(), "load": os.getloadavg(), "sizes": {str(size): {
         "floors": floors(home, runs), "cold": cold_commands(runs)}}}
     results["ratios"] = {}
