@@ -176,9 +176,10 @@ def cold_commands(runs: int) -> dict:
     """Whole-process wall time (median of ``runs``) of the commands issue 12 measures."""
     memos = [sys.executable, "-m", "memos_cli"]
     remember = []
-    for n in range(runs):  # each a new text, so each is stored
+    for n in range(runs):  # each a new text (in every run of the bench), so each is stored
+        text = f"Cold remember number {n} ({os.urandom(4).hex()}) about the garden shed"
         started = time.perf_counter()
-        subprocess.run([*memos, "remember", f"Cold remember number {n} about the garden shed"],
+        subprocess.run([*memos, "remember", text],
                        env=quiet_env(), check=True, capture_output=True, cwd=ROOT)
         remember.append(time.perf_counter() - started)
     return {"recall_s": median_wall([*memos, "recall", QUERIES[0]], runs),
