@@ -3,10 +3,17 @@
 Builds stores of generated personal sentences (fixed seed; made up here, not copied
 from anywhere) of each size, in a fresh memos home each, and reports for each size:
 bulk import throughput, warm in-process recall latency, the wall time of a cold
-`memos recall` in a new process with a breakdown of where it goes, peak RSS, and
-bytes on disk per memory. Also the wall time of `memos --help` and `memos --version`.
+`memos recall`, `memos remember` and `memos list -n 10` in a new process (median of
+``--runs``) with a breakdown of where a recall goes, peak RSS, and bytes on disk per
+memory. Also the wall time of `memos --help` and `memos --version`.
 
-    python bench/scale.py [--sizes 1000,10000,100000] [--queries 50] [--json]
+The floors come from the same run, on the same store: `python -c "import chromadb"`,
+and a raw Chroma cold query (a new process that imports chromadb, opens the
+PersistentClient on the store's folder and makes one query with a stored vector).
+Issue 12's targets are ratios to them: cold recall at the largest size over the raw
+query there, and cold remember at the largest size over the smallest.
+
+    python bench/scale.py [--sizes 1000,10000,100000] [--queries 50] [--runs 5] [--json]
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -124,6 +132,61 @@ print(json.dumps({"imports": t1 - t0, "unlock": t2 - t1, "model load": t3 - t2,
 """
 
 
+RAW_CHROMA = r"""
+import json, sys
+import chromadb
+from chromadb.config import Settings
+client = chromadb.PersistentClient(path=sys.argv[1], settings=Settings(anonymized_telemetry=False))
+collection = client.get_collection(sys.argv[2])
+collection.query(query_embeddings=[json.loads(sys.argv[3])], n_results=10)
+"""
+
+
+def quiet_env() -> dict[str, str]:
+    # No background consolidation: a remember past its threshold would start one, which
+    # then runs beside (and slows) every measurement after it.
+    return {**os.environ, "MEMOS_NO_AUTO_CONSOLIDATE": "1"}
+
+
+def median_wall(argv: list[str], runs: int) -> float:
+    """Median whole-process wall time of ``argv`` (each run a new process)."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, env=quiet_env(), check=True, capture_output=True, cwd=ROOT)
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times), 3)
+
+
+def floors(home: Path, runs: int) -> dict:
+    """`import chromadb`, and a raw Chroma cold query on this store, as new processes."""
+    from memos_cli.engine import MemoryEngine
+
+    with MemoryEngine().unit(write=False) as work:  # (this process's one Chroma client)
+        assert work is not None
+        name = work.store.collection_name
+        vector = work.store.collection.get(limit=1, include=["embeddings"])["embeddings"][0]
+    return {"import_chromadb_s": median_wall([sys.executable, "-c", "import chromadb"], runs),
+            "raw_chroma_query_s": median_wall(
+                [sys.executable, "-c", RAW_CHROMA, str(home / "data" / "chroma"), name,
+                 json.dumps([float(x) for x in vector])], runs)}
+
+
+def cold_commands(runs: int) -> dict:
+    """Whole-process wall time (median of ``runs``) of the commands issue 12 measures."""
+    memos = [sys.executable, "-m", "memos_cli"]
+    remember = []
+    for n in range(runs):  # each a new text (in every run of the bench), so each is stored
+        text = f"Cold remember number {n} ({os.urandom(4).hex()}) about the garden shed"
+        started = time.perf_counter()
+        subprocess.run([*memos, "remember", text],
+                       env=quiet_env(), check=True, capture_output=True, cwd=ROOT)
+        remember.append(time.perf_counter() - started)
+    return {"recall_s": median_wall([*memos, "recall", QUERIES[0]], runs),
+            "remember_s": round(statistics.median(remember), 3),
+            "list_10_s": median_wall([*memos, "list", "-n", "10"], runs)}
+
+
 def cold_recall() -> dict:
     """A new `memos recall` process: wall time, and a probe's breakdown of the same steps."""
     env = dict(os.environ)
@@ -156,8 +219,8 @@ def disk_bytes(home: Path) -> int:
     return sum(p.stat().st_size for p in (home / "data").rglob("*") if p.is_file())
 
 
-def run(sizes: list[int], queries: int) -> dict:
-    results = {"machine": machine(), "sizes": {}}
+def run(sizes: list[int], queries: int, runs: int) -> dict:
+    results: dict = {"machine": machine(), "load": os.getloadavg(), "sizes": {}}
     for size in sizes:
         with temporary_home() as home:
             seconds, rate = build(size)
@@ -166,26 +229,69 @@ def run(sizes: list[int], queries: int) -> dict:
                 "warm_recall_ms": warm_recall(queries), "cold_recall": cold_recall(),
                 "bytes_per_memory": round(disk_bytes(home) / size),
                 "peak_rss_mb_this_process": round(
-                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "floors": floors(home, runs), "cold": cold_commands(runs)}
     results["help_s"] = command_wall("--help")
     results["version_s"] = command_wall("--version")
+    results["ratios"] = ratios(results["sizes"])
+    results["load_after"] = os.getloadavg()
     return results
+
+
+def run_existing(home: Path, runs: int) -> dict:
+    """The cold measures on a store built before (``--existing HOME``), which is changed:
+    each cold remember adds a memory. For sizes that take long to build."""
+    from memos_cli.engine import MemoryEngine
+
+    os.environ.update(MEMOS_HOME=str(home), MEMOS_KEYRING="0")
+    with MemoryEngine().unit(write=False) as work:
+        assert work is not None
+        size = work.store.count()
+    results: dict = {"machine": machine(), "load": os.getloadavg(), "sizes": {str(size): {
+        "floors": floors(home, runs), "cold": cold_commands(runs)}}}
+    results["ratios"] = {}
+    results["load_after"] = os.getloadavg()
+    return results
+
+
+def ratios(by_size: dict) -> dict:
+    """Issue 12's no-agent targets: each <= 1.3."""
+    small, large = by_size[min(by_size, key=int)], by_size[max(by_size, key=int)]
+    biggest, smallest = max(by_size, key=int), min(by_size, key=int)
+    return {f"cold recall at {biggest} / raw Chroma query at {biggest}": round(
+                large["cold"]["recall_s"] / large["floors"]["raw_chroma_query_s"], 2),
+            f"cold remember at {biggest} / at {smallest}": round(
+                large["cold"]["remember_s"] / small["cold"]["remember_s"], 2)}
 
 
 def render(result: dict) -> str:
     rows = []
     for size, r in result["sizes"].items():
+        if "import_per_s" not in r:  # --existing: the cold measures only
+            continue
         rows.append([size, r["import_per_s"], r["warm_recall_ms"]["p50"], r["warm_recall_ms"]["p95"],
                      r["cold_recall"]["wall_s"], r["bytes_per_memory"],
                      r["peak_rss_mb_this_process"]])
     out = [table(["memories", "import/s", "warm p50 ms", "warm p95 ms", "cold recall s",
                   "bytes/memory", "peak RSS MB"], rows), ""]
     for size, r in result["sizes"].items():
+        if "cold_recall" not in r:
+            continue
         steps = ", ".join(f"{k} {v:.3f}s" for k, v in r["cold_recall"]["breakdown_s"].items())
         out.append(f"cold recall at {size}: {steps}")
-    out.append(f"memos --help {result['help_s']} s, memos --version {result['version_s']} s "
-               "(best of 5)")
-    out.append(f"machine: {result['machine']}")
+    out.append("")
+    rows = [[size, r["floors"]["import_chromadb_s"], r["floors"]["raw_chroma_query_s"],
+             r["cold"]["recall_s"], r["cold"]["remember_s"], r["cold"]["list_10_s"]]
+            for size, r in result["sizes"].items()]
+    out.append(table(["memories", "import chromadb s", "raw Chroma query s", "cold recall s",
+                      "cold remember s", "cold list -n 10 s"], rows))
+    out.append("(whole processes, median of each; floors measured on the same store)")
+    out.extend(f"{name}: {value}" for name, value in result["ratios"].items())
+    if "help_s" in result:
+        out.append(f"memos --help {result['help_s']} s, memos --version {result['version_s']} s "
+                   "(best of 5)")
+    out.append(f"machine: {result['machine']}; load average before "
+               f"{result['load'][0]:.2f}, after {result['load_after'][0]:.2f}")
     return "\n".join(out)
 
 
@@ -193,9 +299,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=5, help="runs per cold command (median)")
+    parser.add_argument("--existing", type=Path, help="measure the cold commands on this "
+                        "MEMOS_HOME (built before) instead of building stores")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = run([int(s) for s in args.sizes.split(",")], args.queries)
+    if args.existing:
+        result = run_existing(args.existing.resolve(), args.runs)
+    else:
+        result = run([int(s) for s in args.sizes.split(",")], args.queries, args.runs)
     print(json.dumps(result, indent=2) if args.json else render(result))
 
 

@@ -103,6 +103,9 @@ class MemoryEngine:
         """The profile opened, unlocked and locked for one batch of work; None when it
         has no store (and ``create``, default ``write``, is false). See ``UnitOfWork``."""
         with session(self._state, write, create) as codec:
+            if write and codec is not None:
+                # Its writes change rows directly: the list index is rebuilt when next needed.
+                self._state.listing.drop()
             yield None if codec is None else UnitOfWork(self._state, codec)
 
     @contextmanager
@@ -259,6 +262,10 @@ class MemoryEngine:
              **filters: Any) -> list[Memory]:
         """Memories, newest first."""
         keep = where or Filter(**filters)
+        if limit:
+            newest = recall.list_newest(self._state, limit, keep)
+            if newest is not None:
+                return newest
         memories = [shown for shown in map(keep.shown, reversed(self.all_memories()))
                     if shown is not None]
         return memories[:limit] if limit else memories

@@ -13,6 +13,7 @@ from memos_cli.indexing import keyword_index, save_keywords
 from memos_cli.memory import Memory
 from memos_cli.opening import journal, locked, reindex_store, session
 from memos_cli.reading import resolve
+from memos_cli.writing import listed
 from memos_cli.records import RecordCodec
 from memos_cli.state import ProfileState
 
@@ -36,6 +37,7 @@ def forget(s: ProfileState, ids: Sequence[str], *, cascade: bool = True) -> int:
         index.remove(doomed)
         s.damaged = [i for i in s.damaged if i not in set(doomed)]  # gone for good
         save_keywords(s)
+        listed(s, removed=doomed)
         return len(doomed)
 
 
@@ -94,6 +96,7 @@ def forget_all(s: ProfileState) -> int:
         for path in s.paths.profile_files(s.profile).everything:
             path.unlink(missing_ok=True)
         s.usage.reset()
+        s.listing.reset()
         s.damaged = []
         s.unlocked = s.codec = s.keywords = None
         s.bump_generation()

@@ -7,7 +7,7 @@ exactly the stored memories is rebuilt from them.
 
 from __future__ import annotations
 
-from memos_cli.atomic import file_identity
+from memos_cli import keyword
 from memos_cli.keyword import Entry, KeywordIndex, tokenize
 from memos_cli.memory import Memory
 from memos_cli.state import ProfileState
@@ -22,9 +22,9 @@ def keyword_index(s: ProfileState) -> KeywordIndex:
             # Storage order is insertion order, which threads need.
             memories = [m for _row, m in s.open_rows(s.codec, s.store.scan())]
             index = KeywordIndex([entry(m) for m in memories])
-            s.keywords = index
-            save_keywords(s)
         s.keywords = index
+        if index.needs_save:  # rebuilt, or read from an older format: written now
+            save_keywords(s)
     return s.keywords
 
 
@@ -34,7 +34,7 @@ def load_keywords(s: ProfileState, take: bool = False) -> KeywordIndex | None:
     that follows (``take``), unless a write replaced the file in between: files are
     replaced whole, never changed in place, so a new file has a new identity."""
     path = s.paths.keyword_file(s.profile)
-    identity = file_identity(path)
+    identity = keyword.identity(path)
     if identity is None:
         return None
     ahead, s.read_ahead = s.read_ahead, None

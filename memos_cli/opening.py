@@ -132,6 +132,8 @@ def _open_store(s: ProfileState, create: bool) -> RecordCodec | None:
         if not create:
             return None
         s.store.create(store_meta(s.unlocked.current, s.embed_meta()))
+        if s.store.remote is None:  # an empty store's list index: current from the start
+            s.listing.rebuild(s.unlocked, s.generation, [])
     meta = s.store.meta()
     _check_store(s, meta)
     s.codec = s.new_codec(meta)
@@ -247,6 +249,7 @@ def _recover_journal(s: ProfileState) -> None:
     except (ValueError, KeyError, TypeError):
         ids, event = [], None
     s.store.scrub_delete(s.existing(ids), s.dim())
+    s.listing.drop()  # it may list the rows just deleted (a forget's): not kept
     if event is not None and s.audit_log.read(s.unlocked_keys())[-1:] != [event]:
         s.record(event)  # (a process killed after recording it left it last)
     path.unlink(missing_ok=True)

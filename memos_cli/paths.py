@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the agent's client imports this module: only what it needs 
     from typing import Mapping
 
 DEFAULT_PROFILE = "default"
+KEYWORD_DELTA_SUFFIX = ".delta"  # the keyword index's delta file: its base's name + this
 _PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
@@ -62,6 +63,12 @@ class Paths:
     def keyword_file(self, profile: str) -> Path:
         return self.data_dir / f"{profile}.keywords"
 
+    def keyword_delta_file(self, profile: str) -> Path:
+        return self.data_dir / f"{profile}.keywords{KEYWORD_DELTA_SUFFIX}"
+
+    def listing_file(self, profile: str) -> Path:
+        return self.data_dir / f"{profile}.listing"
+
     def audit_file(self, profile: str) -> Path:
         return self.data_dir / f"{profile}.audit"
 
@@ -101,6 +108,8 @@ class ProfileFiles:
     def sealed(self) -> dict[str, Path]:
         """The side files sealed under the data key, by name."""
         return {"keywords": self.paths.keyword_file(self.profile),
+                "keywords-delta": self.paths.keyword_delta_file(self.profile),
+                "listing": self.paths.listing_file(self.profile),
                 "audit": self.paths.audit_file(self.profile),
                 "vault": self.paths.vault_file(self.profile),
                 "usage": self.paths.usage_file(self.profile)}
@@ -111,14 +120,19 @@ class ProfileFiles:
         return [path for name, path in self.sealed.items() if name != "vault"]
 
     @property
+    def derived(self) -> list[Path]:
+        """Indexes derived from the rows (keyword index, list index): rebuilt when missing."""
+        return [self.sealed[name] for name in ("keywords", "keywords-delta", "listing")]
+
+    @property
     def backed_up(self) -> dict[str, Path]:
-        """What a backup carries beside the rows (the keyword index is rebuilt instead)."""
-        return {name: path for name, path in self.sealed.items() if name != "keywords"}
+        """What a backup carries beside the rows (the derived indexes are rebuilt instead)."""
+        return {name: path for name, path in self.sealed.items() if path not in self.derived}
 
     @property
     def state(self) -> list[Path]:
         """Bookkeeping that belongs to the rows of the moment: dropped with them."""
-        return [self.sealed["keywords"], self.paths.journal_file(self.profile),
+        return [*self.derived, self.paths.journal_file(self.profile),
                 self.paths.autoconsolidate_file(self.profile)]
 
     @property

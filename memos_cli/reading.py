@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from memos_cli.audit import Event
 from memos_cli.errors import NotFoundError, UsageError
-from memos_cli.memory import Memory
+from memos_cli.memory import ID_HEX, Memory
 from memos_cli.opening import session
 from memos_cli.state import ProfileState
 from memos_cli.timeparse import from_iso
@@ -22,6 +22,8 @@ def all_memories(s: ProfileState) -> list[Memory]:
         if codec is None:
             return []
         memories = [m for _row, m in s.open_rows(codec, s.store.scan())]
+        if s.store.remote is None:  # (other machines write a server's rows unseen)
+            s.listing.rebuild(s.unlocked_keys(), s.generation, memories)
     memories.sort(key=lambda m: m.created_at)
     return memories
 
@@ -49,7 +51,12 @@ def resolve(s: ProfileState, ref: str) -> str:
     ref = ref.strip().lower()
     if len(ref) < MIN_PREFIX:
         raise UsageError(f"an id prefix needs at least {MIN_PREFIX} characters: {ref!r}")
-    matches = [i for i in s.store.all_ids() if i.startswith(ref)]
+    if len(ref) == ID_HEX and s.store.get([ref]):
+        return ref  # a whole id is looked up, not searched for among every id
+    rows = None if s.store.remote else s.listing.current(s.unlocked_keys(), s.generation)
+    listed = [i for i in rows.ids if i.startswith(ref)] if rows is not None else []
+    # (the list index leaves out memories that do not open: those are searched for)
+    matches = listed or [i for i in s.store.all_ids() if i.startswith(ref)]
     if not matches:
         raise NotFoundError(f"no memory matches {ref!r}")
     if len(matches) > 1:

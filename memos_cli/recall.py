@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from memos_cli import retrieval
+from memos_cli import listing, retrieval
 from memos_cli.errors import UsageError
 from memos_cli.indexing import keyword_index, load_keywords
 from memos_cli.memory import TIERS, Memory, as_of, check_kind
@@ -191,3 +191,28 @@ def _true_at(memory: Memory, moment: datetime) -> bool:
     ended = memory.valid_to is not None and from_iso(memory.valid_to) <= moment
     return (from_iso(memory.created_at) <= moment and start <= moment and not ended
             and memory.status != "archived")
+
+
+def list_newest(s: ProfileState, limit: int, keep: Filter) -> list[Memory] | None:
+    """The newest ``limit`` memories ``keep`` shows, found in the list index so that
+    only those are fetched and decrypted; None when the index cannot answer (a filter
+    it does not hold, a server's store, or it is not current: see listing.py)."""
+    if keep.tag or keep.since or keep.until or keep.at or s.store.remote is not None:
+        return None
+    with session(s, write=False) as codec:
+        if codec is None:
+            return []
+        rows = s.listing.current(s.unlocked_keys(), s.generation)
+        if rows is None:
+            return None
+        ids = listing.newest_first(rows, kind=keep.kind, tier=keep.tier,
+                                   include_inactive=keep.include_inactive)
+        found: list[Memory] = []
+        at = 0
+        while len(found) < limit and at < len(ids):  # more only for damaged ones
+            batch = ids[at:at + limit - len(found)]
+            at += len(batch)
+            opened = {row.id: m for row, m in s.open_rows(codec, s.store.get(batch))}
+            found += [shown for shown in (keep.shown(opened[i]) for i in batch if i in opened)
+                      if shown is not None]
+        return found

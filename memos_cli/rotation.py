@@ -59,7 +59,9 @@ def reseal_side_files(s: ProfileState, keys: Unlocked) -> None:
         index.save(s.paths.keyword_file(s.profile), keys, s.keyword_context)
     else:  # damaged or absent: it is a cache, rebuilt when next needed
         s.paths.keyword_file(s.profile).unlink(missing_ok=True)
+        s.paths.keyword_delta_file(s.profile).unlink(missing_ok=True)
     s.keywords = None
+    s.listing.drop()  # derived, and small: rebuilt rather than re-sealed
     failpoint("reseal:index")
     s.audit_log.reseal(keys)
     failpoint("reseal:audit")

@@ -23,6 +23,7 @@ from memos_cli.config import EmbeddingSettings, embedding_settings, recall_floor
 from memos_cli.errors import IntegrityError
 from memos_cli.keys import DataKey, KeyStore, PassphraseSource, Unlocked
 from memos_cli.keyword import KeywordIndex
+from memos_cli.listing import ListIndex
 from memos_cli.memory import Memory
 from memos_cli.paths import Paths, resolve_paths, resolve_profile
 from memos_cli.records import RecordCodec
@@ -82,7 +83,7 @@ class ProfileState:
         self.keywords: KeywordIndex | None = None
         # The saved index as read before taking the lock, with the file's identity, for
         # the first locked use to take over if no write has replaced the file meanwhile.
-        self.read_ahead: tuple[tuple[int, int, int], KeywordIndex] | None = None
+        self.read_ahead: tuple[tuple[int, ...], KeywordIndex] | None = None
         self.generation: str | None = None
         self.damaged: list[str] = []  # ids whose ciphertext failed its integrity check
         # What this engine's last add left the counter at (see consolidation.due).
@@ -90,6 +91,8 @@ class ProfileState:
         self.cause = "library"  # what the audit trail names as the cause of changes
         self.audit_log = AuditLog(self.paths.audit_file(self.profile), f"audit/{self.profile}")
         self.usage = UsageLog(self.paths.usage_file(self.profile), f"usage/{self.profile}")
+        self.listing = ListIndex(self.paths.listing_file(self.profile), f"listing/{self.profile}")
+        self.generation_before: str | None = None  # before this process's last write began
 
     # --- the embedder ---------------------------------------------------------------------
 
@@ -187,6 +190,7 @@ class ProfileState:
             self.codec = None
             self.keywords = None
             self.usage.reset()
+            self.listing.reset()
         shared = str(self.paths.chroma_dir)
         if _SEEN_GENERATION.get(shared, current) != current:
             self.store.reset()  # another process wrote through its own Chroma client
@@ -194,6 +198,7 @@ class ProfileState:
         self.generation = current
 
     def bump_generation(self) -> None:
+        self.generation_before = self.generation
         token = secrets.token_hex(8)
         write_atomic(self.paths.data_dir / "store.gen", token.encode())
         self.generation = _SEEN_GENERATION[str(self.paths.chroma_dir)] = token

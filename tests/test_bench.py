@@ -33,8 +33,10 @@ def test_locomo_bench_on_one_conversation_slice():
 
 
 def test_scale_bench_on_a_tiny_store():
-    result = _run("bench/scale.py", "--sizes", "40", "--queries", "3")
+    result = _run("bench/scale.py", "--sizes", "40", "--queries", "3", "--runs", "1")
     size = result["sizes"]["40"]
+    assert size["floors"]["import_chromadb_s"] > 0 and size["floors"]["raw_chroma_query_s"] > 0
+    assert min(size["cold"].values()) > 0 and len(result["ratios"]) == 2
     assert size["import_per_s"] > 0 and size["bytes_per_memory"] > 0
     assert size["warm_recall_ms"]["p50"] > 0
     assert set(size["cold_recall"]["breakdown_s"]) >= {"interpreter", "imports", "model load", "query"}

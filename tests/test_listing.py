@@ -1,0 +1,153 @@
+"""`list -n N` decrypts only what it prints, from the sealed list index (issue 12 item 1),
+and `show` by id reads no other memory's id."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from memos_cli import listing, records
+from memos_cli.engine import NewMemory
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """How many records were decrypted."""
+    real, count = records.RecordCodec.open, []
+
+    def counted(self, row, *args, **kwargs):
+        count.append(row.id)
+        return real(self, row, *args, **kwargs)
+
+    monkeypatch.setattr(records.RecordCodec, "open", counted)
+    return count
+
+
+def _generation(eng) -> str:
+    return (eng.paths.data_dir / "store.gen").read_text()
+
+
+def _ids(memories):
+    return [m.id for m in memories]
+
+
+def test_list_n_decrypts_only_the_memories_it_prints(engine_factory, opened):
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"note {n} about the allotment") for n in range(30)])
+    eng.remember(NewMemory("the newest note"))
+    cold = engine_factory()
+    opened.clear()
+    newest = cold.list(limit=10)
+    assert len(opened) == 10
+    assert newest[0].text == "the newest note"
+    assert _ids(newest) == _ids(engine_factory().list()[:10])
+
+
+def test_list_n_through_the_index_equals_the_full_listing(engine_factory):
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"fact {n}", kind="fact") for n in range(6)])
+    eng.remember_many([NewMemory(f"preference {n}", kind="preference") for n in range(4)])
+    gone = eng.list(kind="fact")[2]
+    eng.invalidate(gone.id)
+    eng.forget([eng.list(kind="preference")[0].id])
+    eng.remember(NewMemory("one more fact", kind="fact"))
+    for filters in ({}, {"kind": "fact"}, {"include_inactive": True}, {"tier": "short"},
+                    {"kind": "fact", "include_inactive": True}):
+        for limit in (1, 3, 20):
+            fast = engine_factory().list(limit=limit, **filters)
+            assert _ids(fast) == _ids(engine_factory().list(**filters)[:limit]), filters
+    assert gone.id not in _ids(engine_factory().list(limit=20))
+
+
+def test_a_write_the_index_does_not_see_makes_list_read_everything(engine_factory, opened):
+    """A write through the unit of work (consolidation, restore) drops the index: list
+    is right all the same, by the full path, which writes the index afresh."""
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"note {n}") for n in range(5)])
+    newest = eng.list()[0].id
+    with eng.unit(write=True) as work:
+        assert work is not None
+        [row] = work.store.get([newest])
+        memory = work.codec.open(row)
+        memory.status = "archived"
+        work.store.update([memory.id], [work.codec.seal(memory)])
+    opened.clear()
+    shown = engine_factory().list(limit=2)
+    assert memory.id not in _ids(shown) and len(opened) == 5  # every memory, once
+    opened.clear()
+    assert _ids(engine_factory().list(limit=2)) == _ids(shown) and len(opened) == 2
+
+
+def test_another_process_writing_keeps_the_index_current(engine_factory, opened):
+    first, second = engine_factory(), engine_factory()
+    first.remember_many([NewMemory(f"note {n}") for n in range(5)])
+    second.remember(NewMemory("from the other process"))
+    opened.clear()
+    assert first.list(limit=1)[0].text == "from the other process"
+    assert len(opened) == 1
+
+
+def test_a_write_by_an_older_memos_leaves_the_index_unused(engine_factory):
+    """Stamped with the generation of its last write: a write that takes a new one
+    without updating it (as a memos before the index does) makes it stale."""
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"note {n}") for n in range(3)])
+    eng._bump_generation()  # what any write does first
+    other = engine_factory()
+    other.unlock()
+    assert other.listing.current(other._keys(), _generation(other)) is None
+    assert [m.text for m in other.list(limit=5)] == ["note 2", "note 1", "note 0"]
+    assert other.listing.current(other._keys(), _generation(other)) is not None  # rebuilt
+
+
+def test_the_list_index_holds_no_forgotten_id_and_no_text(engine_factory, home):
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"note {n} about the allotment") for n in range(3)])
+    doomed = eng.remember(NewMemory("zanzibarian quokkas hide in Wolverhampton")).memory
+    path = eng.paths.listing_file(eng.profile)
+    assert b"quokka" not in path.read_bytes() and b"note" not in path.read_bytes()
+    eng.forget([doomed.id])
+    fresh = engine_factory()
+    fresh.unlock()
+    rows = fresh.listing.current(fresh._keys(), _generation(fresh))
+    assert rows is not None and doomed.id not in rows.ids and len(rows.ids) == 3
+    assert doomed.id.encode() not in path.read_bytes()
+
+
+def test_a_list_index_from_a_later_memos_is_refused(engine_factory, cli):
+    assert cli("remember", "note").code == 0
+    eng = engine_factory()
+    path = eng.paths.listing_file(eng.profile)
+    head, _, sealed = path.read_bytes().partition(b"\n")
+    doc = json.loads(head)
+    doc["version"] = listing.FILE_VERSION + 1
+    path.write_bytes(json.dumps(doc).encode() + b"\n" + sealed)
+    result = cli("list", "-n", "3")
+    assert result.code != 0 and "upgrade memos" in result.err and "Traceback" not in result.err
+
+
+def test_show_by_a_whole_id_reads_no_other_id(engine_factory, monkeypatch):
+    from memos_cli.store import ChromaStore
+
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"note {n}") for n in range(5)])
+    wanted = eng.remember(NewMemory("the one")).memory
+
+    def every_id(self):
+        raise AssertionError("read every id")
+
+    monkeypatch.setattr(ChromaStore, "all_ids", every_id)
+    assert engine_factory().show(wanted.id).text == "the one"
+    assert engine_factory().show(wanted.id[:8]).text == "the one"  # the list index's ids
+
+
+def test_forgetting_while_the_list_index_is_stale_removes_it(engine_factory):
+    """A stale index is not updated by a write; one that lists a forgotten memory's id
+    and times is removed instead of waiting for the next full listing."""
+    eng = engine_factory()
+    doomed = eng.remember(NewMemory("zanzibarian quokkas hide in Wolverhampton")).memory
+    path = eng.paths.listing_file(eng.profile)
+    eng._bump_generation()  # another write, unseen by the index
+    engine_factory().forget([doomed.id])
+    assert not path.exists()
