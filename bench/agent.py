@@ -5,6 +5,8 @@ machine's load falls on all of them alike. Also: the first command after the age
 starts against a cold in-process one, and the agent's resident memory.
 
     python bench/agent.py [--sizes 1000,10000] [--rounds 15] [--json]
+
+bench/scale.py runs the same measures (``with_agent``) on each of its stores.
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ COMMANDS = {"recall": lambda n: ["recall", QUERIES[n % len(QUERIES)]],
 TARGETS = {"recall": 0.15, "remember": 0.2, "list -n 10": 0.2}  # x import chromadb (issue 12)
 
 
-def wall(argv: list[str], **env: str) -> float:
+def wall(argv: list[str], agent: bool = True) -> float:
+    """Whole-process wall time of ``argv``, with the agent allowed or not (the caller's
+    MEMOS_NO_AGENT, which the test suite sets, is overridden either way)."""
+    env = {k: v for k, v in os.environ.items() if k != "MEMOS_NO_AGENT"}
+    env.update(MEMOS_NO_AUTO_CONSOLIDATE="1", **({} if agent else {"MEMOS_NO_AGENT": "1"}))
     started = time.perf_counter()
-    subprocess.run(argv, check=False, capture_output=True, env=dict(os.environ, **env))
+    subprocess.run(argv, check=False, capture_output=True, env=env)
     return time.perf_counter() - started
 
 
@@ -45,18 +51,18 @@ def measure(rounds: int) -> dict:
             times.setdefault(f"{name} (agent)", []).append(wall([*MEMOS, *argv(n)]))
             if n % 3 == 0:
                 times.setdefault(f"{name} (no agent)", []).append(
-                    wall([*MEMOS, "--no-agent", *argv(n + 10_000)]))
+                    wall([*MEMOS, *argv(n + 10_000)], agent=False))
     return {name: round(statistics.median(values), 3) for name, values in times.items()}
 
 
-def first_command() -> dict:
+def first_command(runs: int) -> dict:
     """The first recall after the agent starts (it starts on demand) and a cold in-process
-    one, alternating, three of each."""
+    one, alternating, ``runs`` of each."""
     first, cold = [], []
-    for _ in range(3):
-        subprocess.run([*MEMOS, "agent", "stop"], capture_output=True)
+    for _ in range(runs):
+        wall([*MEMOS, "agent", "stop"])
         first.append(wall([*MEMOS, "recall", QUERIES[0]]))
-        cold.append(wall([*MEMOS, "--no-agent", "recall", QUERIES[0]]))
+        cold.append(wall([*MEMOS, "recall", QUERIES[0]], agent=False))
     return {"first after start": round(statistics.median(first), 3),
             "cold in-process": round(statistics.median(cold), 3)}
 
@@ -70,36 +76,51 @@ def agent_rss_mb() -> float:
     return float("nan")
 
 
+def with_agent(rounds: int) -> dict:
+    """Everything above, on the store of the current MEMOS_HOME, with an agent of its
+    own (in a private runtime folder), stopped at the end."""
+    saved = os.environ.get("XDG_RUNTIME_DIR")
+    with tempfile.TemporaryDirectory(prefix="ma", dir="/tmp") as run_dir:
+        os.environ["XDG_RUNTIME_DIR"] = run_dir
+        try:
+            starts = first_command(min(rounds, 3))
+            wall([*MEMOS, "agent", "start"])
+            wall([*MEMOS, "recall", "warm up"])
+            return {"wall_s": measure(rounds), "first_s": starts, "agent_rss_mb": agent_rss_mb()}
+        finally:
+            wall([*MEMOS, "agent", "stop"])
+            if saved is None:
+                os.environ.pop("XDG_RUNTIME_DIR", None)
+            else:
+                os.environ["XDG_RUNTIME_DIR"] = saved
+
+
 def run(sizes: list[int], rounds: int) -> dict:
     results: dict = {"machine": machine(), "load": os.getloadavg(), "sizes": {}}
     for size in sizes:
-        with temporary_home(), tempfile.TemporaryDirectory(prefix="ma", dir="/tmp") as run_dir:
-            os.environ["XDG_RUNTIME_DIR"] = run_dir
+        with temporary_home():
             build(size)
-            starts = first_command()
-            subprocess.run([*MEMOS, "agent", "start"], capture_output=True, check=True)
-            wall([*MEMOS, "recall", "warm up"])
-            results["sizes"][str(size)] = {"wall_s": measure(rounds), "first_s": starts,
-                                           "agent_rss_mb": agent_rss_mb()}
-            subprocess.run([*MEMOS, "agent", "stop"], capture_output=True)
+            results["sizes"][str(size)] = with_agent(rounds)
     return results
 
 
 def render(result: dict) -> str:
-    out = []
-    for size, r in result["sizes"].items():
-        walls, floor = r["wall_s"], r["wall_s"]["import chromadb"]
-        rows = [[name, walls[f"{name} (agent)"], walls[f"{name} (no agent)"],
-                 round(walls[f"{name} (agent)"] / floor, 3), f"<= {TARGETS[name]}"]
-                for name in COMMANDS]
-        out += [f"{size} memories: import chromadb {floor:.3f} s; agent RSS {r['agent_rss_mb']} MB; "
-                f"first recall after start {r['first_s']['first after start']:.3f} s vs cold "
-                f"in-process {r['first_s']['cold in-process']:.3f} s",
-                table(["command", "agent s", "no agent s", "agent / import chromadb", "target"],
-                      rows), ""]
+    out = [render_size(size, r) for size, r in result["sizes"].items()]
     out.append(f"machine: {result['machine']}; load average at start "
                f"{', '.join(f'{x:.1f}' for x in result['load'])}")
     return "\n".join(out)
+
+
+def render_size(size: str, r: dict) -> str:
+    walls, floor = r["wall_s"], r["wall_s"]["import chromadb"]
+    rows = [[name, walls[f"{name} (agent)"], walls[f"{name} (no agent)"],
+             round(walls[f"{name} (agent)"] / floor, 3), f"<= {TARGETS[name]}"]
+            for name in COMMANDS]
+    return "\n".join([
+        f"{size} memories, with the agent: import chromadb {floor:.3f} s; agent RSS "
+        f"{r['agent_rss_mb']} MB; first recall after start {r['first_s']['first after start']:.3f}"
+        f" s vs cold in-process {r['first_s']['cold in-process']:.3f} s",
+        table(["command", "agent s", "no agent s", "agent / import chromadb", "target"], rows), ""])
 
 
 def main() -> None:

@@ -144,8 +144,9 @@ collection.query(query_embeddings=[json.loads(sys.argv[3])], n_results=10)
 
 def quiet_env() -> dict[str, str]:
     # No background consolidation: a remember past its threshold would start one, which
-    # then runs beside (and slows) every measurement after it.
-    return {**os.environ, "MEMOS_NO_AUTO_CONSOLIDATE": "1"}
+    # then runs beside (and slows) every measurement after it. No agent: these are the
+    # cold commands (bench/agent.py measures the agent, on the same store).
+    return {**os.environ, "MEMOS_NO_AUTO_CONSOLIDATE": "1", "MEMOS_NO_AGENT": "1"}
 
 
 def median_wall(argv: list[str], runs: int) -> float:
@@ -189,7 +190,7 @@ def cold_commands(runs: int) -> dict:
 
 def cold_recall() -> dict:
     """A new `memos recall` process: wall time, and a probe's breakdown of the same steps."""
-    env = dict(os.environ)
+    env = quiet_env()
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "memos_cli", "recall", QUERIES[0]], env=env,
                    check=True, capture_output=True, cwd=ROOT)
@@ -210,7 +211,7 @@ def command_wall(*args: str, repeat: int = 5) -> float:
     for _ in range(repeat):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "memos_cli", *args], check=True,
-                       capture_output=True, cwd=ROOT)
+                       capture_output=True, cwd=ROOT, env=quiet_env())
         best = min(best, time.perf_counter() - started)
     return round(best, 3)
 
@@ -220,6 +221,8 @@ def disk_bytes(home: Path) -> int:
 
 
 def run(sizes: list[int], queries: int, runs: int) -> dict:
+    from bench.agent import with_agent  # (it imports this module)
+
     results: dict = {"machine": machine(), "load": os.getloadavg(), "sizes": {}}
     for size in sizes:
         with temporary_home() as home:
@@ -230,7 +233,8 @@ def run(sizes: list[int], queries: int, runs: int) -> dict:
                 "bytes_per_memory": round(disk_bytes(home) / size),
                 "peak_rss_mb_this_process": round(
                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "floors": floors(home, runs), "cold": cold_commands(runs)}
+                "floors": floors(home, runs), "cold": cold_commands(runs),
+                "agent": with_agent(runs)}
     results["help_s"] = command_wall("--help")
     results["version_s"] = command_wall("--version")
     results["ratios"] = ratios(results["sizes"])
@@ -287,6 +291,10 @@ def render(result: dict) -> str:
                       "cold remember s", "cold list -n 10 s"], rows))
     out.append("(whole processes, median of each; floors measured on the same store)")
     out.extend(f"{name}: {value}" for name, value in result["ratios"].items())
+    out.append("")
+    from bench.agent import render_size
+
+    out.extend(render_size(size, r["agent"]) for size, r in result["sizes"].items() if "agent" in r)
     if "help_s" in result:
         out.append(f"memos --help {result['help_s']} s, memos --version {result['version_s']} s "
                    "(best of 5)")

@@ -23,6 +23,7 @@ from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar, overload
 
 from memos_cli import forgetting, keyadmin, reading, recall, reindexing, writing
 from memos_cli.audit import AuditLog, Event
+from memos_cli.listing import ListIndex
 from memos_cli.keys import KeyStore, PassphraseSource, Unlocked
 from memos_cli.memory import Memory
 from memos_cli.opening import locked, session
@@ -75,6 +76,7 @@ class MemoryEngine:
     cause: _Shared[str] = _Shared()  # what the audit trail names as the cause of changes
     audit_log: _Shared[AuditLog] = _Shared()
     usage: _Shared[UsageLog] = _Shared()
+    listing: _Shared[ListIndex] = _Shared()  # id, time, status, tier, kind: what list -n reads
 
     def __init__(self, profile: str | None = None, *, paths: Paths | None = None,
                  embedder: Any = None, passphrase: PassphraseSource = profile_passphrase,
@@ -105,7 +107,7 @@ class MemoryEngine:
         with session(self._state, write, create) as codec:
             if write and codec is not None:
                 # Its writes change rows directly: the list index is rebuilt when next needed.
-                self._state.listing.drop()
+                self.listing.drop()
             yield None if codec is None else UnitOfWork(self._state, codec)
 
     @contextmanager

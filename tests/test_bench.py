@@ -38,6 +38,9 @@ def test_scale_bench_on_a_tiny_store():
     assert size["floors"]["import_chromadb_s"] > 0 and size["floors"]["raw_chroma_query_s"] > 0
     assert min(size["cold"].values()) > 0 and len(result["ratios"]) == 2
     assert size["import_per_s"] > 0 and size["bytes_per_memory"] > 0
+    agent = size["agent"]  # the agent's own measures, on the same store
+    assert agent["wall_s"]["recall (agent)"] > 0 and agent["wall_s"]["recall (no agent)"] > 0
+    assert agent["agent_rss_mb"] > 0 and agent["first_s"]["first after start"] > 0
     assert size["warm_recall_ms"]["p50"] > 0
     assert set(size["cold_recall"]["breakdown_s"]) >= {"interpreter", "imports", "model load", "query"}
     assert result["help_s"] > 0 and result["version_s"] > 0

@@ -26,7 +26,7 @@ def _identity(path):
 def _delta_doc(eng) -> dict:
     _base, delta = _files(eng)
     _key_id, payload = open_file(delta, delta.read_bytes(), keyword.DELTA_FORMAT,
-                                 keyword.DELTA_FILE_VERSION, eng._keys(), keyword.PURPOSE,
+                                 keyword.DELTA_FILE_VERSION, eng.unlock(), keyword.PURPOSE,
                                  f"keywords/{eng.profile}/delta")
     return json.loads(zlib.decompress(payload))
 
@@ -80,7 +80,7 @@ def test_the_delta_is_folded_into_the_base_when_it_grows(engine_factory, monkeyp
     before = _identity(base)
     eng.remember(NewMemory("note 3 about the allotment"))
     assert _identity(base) != before and not delta.exists()
-    index = keyword.KeywordIndex.load(base, eng._keys(), f"keywords/{eng.profile}")
+    index = keyword.KeywordIndex.load(base, eng.unlock(), f"keywords/{eng.profile}")
     assert index is not None and len(index) == 4
 
 
@@ -92,7 +92,7 @@ def test_forgetting_a_memory_in_the_delta_leaves_none_of_it_in_any_index_file(en
     eng.forget([doomed.id])
     base, delta = _files(eng)
     stored = [(row[0], row[2]) for row in _delta_doc(eng)["entries"]] if delta.exists() else []
-    index = keyword.KeywordIndex.load(base, eng._keys(), f"keywords/{eng.profile}")
+    index = keyword.KeywordIndex.load(base, eng.unlock(), f"keywords/{eng.profile}")
     assert index is not None
     stored += [(e.id, " ".join(e.tokens)) for e in index.entries]
     assert len(index) == 3 and stored
@@ -112,7 +112,7 @@ def test_forgetting_a_memory_in_the_base_rewrites_the_base_without_it(engine_fac
     eng.remember(NewMemory("filler note about groceries"))
     eng.forget([doomed.id])
     base, delta = _files(eng)
-    index = keyword.KeywordIndex.load(base, eng._keys(), f"keywords/{eng.profile}")
+    index = keyword.KeywordIndex.load(base, eng.unlock(), f"keywords/{eng.profile}")
     assert index is not None and [e.tokens for e in index.entries] == [
         keyword.tokenize("filler note about groceries")]
     assert not delta.exists()  # folded in with the rewrite
@@ -121,11 +121,11 @@ def test_forgetting_a_memory_in_the_base_rewrites_the_base_without_it(engine_fac
 def _write_version_2(eng) -> None:
     """The index as memos wrote it before issue 12: one file of JSON entries."""
     base, delta = _files(eng)
-    index = keyword.KeywordIndex.load(base, eng._keys(), f"keywords/{eng.profile}")
+    index = keyword.KeywordIndex.load(base, eng.unlock(), f"keywords/{eng.profile}")
     assert index is not None
     rows = [[e.id, e.thread, " ".join(e.tokens)] for e in index.entries]
     payload = zlib.compress(json.dumps({"v": 2, "entries": rows}).encode())
-    base.write_bytes(seal_file(keyword.INDEX_FORMAT, 2, eng._keys().current, keyword.PURPOSE,
+    base.write_bytes(seal_file(keyword.INDEX_FORMAT, 2, eng.unlock().current, keyword.PURPOSE,
                                payload, f"keywords/{eng.profile}"))
     delta.unlink(missing_ok=True)
 
@@ -139,7 +139,7 @@ def test_a_version_2_keyword_index_is_migrated_at_first_open(engine_factory):
     assert _best(engine_factory(), "wifi password") == "The Wi-Fi password is tulip-4471"
     header = json.loads(base.read_bytes().partition(b"\n")[0])
     assert header["version"] == keyword.INDEX_FILE_VERSION  # rewritten by a read command
-    index = keyword.KeywordIndex.load(base, eng._keys(), f"keywords/{eng.profile}")
+    index = keyword.KeywordIndex.load(base, eng.unlock(), f"keywords/{eng.profile}")
     assert index is not None and len(index) == 2 and not index.needs_save
 
 
@@ -171,7 +171,7 @@ def test_a_delta_left_beside_another_base_is_not_used(engine_factory, monkeypatc
     stale = delta.read_bytes()
     eng.forget([oldest.id])  # in the base: rewrites it, a new generation
     delta.write_bytes(stale)
-    assert keyword.KeywordIndex.load(base, eng._keys(), f"keywords/{eng.profile}") is None
+    assert keyword.KeywordIndex.load(base, eng.unlock(), f"keywords/{eng.profile}") is None
     assert _best(engine_factory(), "boiler") == "The boiler service is booked for March"
 
 
@@ -181,11 +181,11 @@ def test_a_key_rotation_reseals_base_and_delta_under_the_new_key(engine_factory)
     eng.remember(NewMemory("The boiler service is booked for March"))
     eng.rotate_key()
     base, delta = _files(eng)
-    new_id = eng._keys().current.key_id
+    new_id = eng.unlock().current.key_id
     assert json.loads(base.read_bytes().partition(b"\n")[0])["key_id"] == new_id
     assert not delta.exists() or json.loads(
         delta.read_bytes().partition(b"\n")[0])["key_id"] == new_id
-    index = keyword.KeywordIndex.load(base, eng._keys(), f"keywords/{eng.profile}")
+    index = keyword.KeywordIndex.load(base, eng.unlock(), f"keywords/{eng.profile}")
     assert index is not None and len(index) == 4
     ids, scores = index.scores("boiler")
     assert eng.show(ids[int(scores.argmax())]).text == "The boiler service is booked for March"

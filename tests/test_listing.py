@@ -93,12 +93,12 @@ def test_a_write_by_an_older_memos_leaves_the_index_unused(engine_factory):
     without updating it (as a memos before the index does) makes it stale."""
     eng = engine_factory()
     eng.remember_many([NewMemory(f"note {n}") for n in range(3)])
-    eng._bump_generation()  # what any write does first
+    (eng.paths.data_dir / "store.gen").write_text("a-write-by-an-older-memos")
     other = engine_factory()
     other.unlock()
-    assert other.listing.current(other._keys(), _generation(other)) is None
+    assert other.listing.current(other.unlock(), _generation(other)) is None
     assert [m.text for m in other.list(limit=5)] == ["note 2", "note 1", "note 0"]
-    assert other.listing.current(other._keys(), _generation(other)) is not None  # rebuilt
+    assert other.listing.current(other.unlock(), _generation(other)) is not None  # rebuilt
 
 
 def test_the_list_index_holds_no_forgotten_id_and_no_text(engine_factory, home):
@@ -110,7 +110,7 @@ def test_the_list_index_holds_no_forgotten_id_and_no_text(engine_factory, home):
     eng.forget([doomed.id])
     fresh = engine_factory()
     fresh.unlock()
-    rows = fresh.listing.current(fresh._keys(), _generation(fresh))
+    rows = fresh.listing.current(fresh.unlock(), _generation(fresh))
     assert rows is not None and doomed.id not in rows.ids and len(rows.ids) == 3
     assert doomed.id.encode() not in path.read_bytes()
 
@@ -148,6 +148,6 @@ def test_forgetting_while_the_list_index_is_stale_removes_it(engine_factory):
     eng = engine_factory()
     doomed = eng.remember(NewMemory("zanzibarian quokkas hide in Wolverhampton")).memory
     path = eng.paths.listing_file(eng.profile)
-    eng._bump_generation()  # another write, unseen by the index
+    (eng.paths.data_dir / "store.gen").write_text("another-write-unseen-by-the-index")
     engine_factory().forget([doomed.id])
     assert not path.exists()
