@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from memos_cli.atomic import write_atomic
+from memos_cli.atomic import file_identity, write_atomic
 from memos_cli.errors import IntegrityError, VersionError
 from memos_cli.paths import KEYWORD_DELTA_SUFFIX
 from memos_cli.sealed import open_file, seal_file
@@ -283,19 +283,11 @@ def delta_path(path: Path) -> Path:
     return path.with_name(path.name + KEYWORD_DELTA_SUFFIX)
 
 
-def identity(path: Path) -> tuple[int, ...] | None:
+def identity(path: Path) -> tuple[tuple[int, int, int] | None, ...] | None:
     """What changes whenever the saved index (base or delta) is replaced; None if there is
     no base. Files are replaced whole, never changed in place, so a new one is seen."""
-    found: list[int] = []
-    for file in (path, delta_path(path)):
-        try:
-            stat = file.stat()
-        except FileNotFoundError:
-            if file == path:
-                return None
-            continue
-        found += [stat.st_ino, stat.st_mtime_ns, stat.st_size]
-    return tuple(found)
+    base = file_identity(path)
+    return None if base is None else (base, file_identity(delta_path(path)))
 
 
 def _current(doc: dict[str, Any]) -> bool:

@@ -83,7 +83,7 @@ class ProfileState:
         self.keywords: KeywordIndex | None = None
         # The saved index as read before taking the lock, with the file's identity, for
         # the first locked use to take over if no write has replaced the file meanwhile.
-        self.read_ahead: tuple[tuple[int, ...], KeywordIndex] | None = None
+        self.read_ahead: tuple[tuple[object, ...], KeywordIndex] | None = None
         self.generation: str | None = None
         self.damaged: list[str] = []  # ids whose ciphertext failed its integrity check
         # What this engine's last add left the counter at (see consolidation.due).
