@@ -619,7 +619,10 @@ class MemoryEngine:
         """Store new memories and index their words, as one journalled write."""
         if not memories:
             return
-        index = self._keyword_index()  # loaded before the add, so it is not seen as stale
+        # Loaded before the add, so it is not seen as stale; opened only to add to when
+        # it is not loaded yet (unsealing the whole base grows with the store).
+        index = self._keywords or self._appendable(len(memories)) or self._keyword_index()
+        self._keywords = index
         ids = [m.id for m in memories]
         # Everything the add changes is inside the journal: a failure anywhere (a full
         # disk) rolls all of it back, and once the journal is cleared nothing can fail.
@@ -633,7 +636,18 @@ class MemoryEngine:
             self.store.set_meta(meta)
             self.new_since_consolidation = meta["new_since_consolidation"]
             self._audit(action, ids)
+        if index.partial:
+            self._keywords = None  # loaded whole when next needed
         self._listed(added=memories)
+
+    def _appendable(self, adding: int) -> KeywordIndex | None:
+        """The saved keyword index opened only to add to (``KeywordIndex.for_append``),
+        if it covers the stored memories (a server's: never, others write there too)."""
+        if self.store.remote is not None:
+            return None
+        index = KeywordIndex.for_append(self.paths.keyword_file(self.profile), self._keys(),
+                                        self._index_context, adding)
+        return index if index is not None and len(index) == self.store.count() else None
 
     def _new_memory(self, item: NewMemory, now: str) -> Memory:
         text = item.text.strip()
