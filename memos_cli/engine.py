@@ -463,10 +463,10 @@ class MemoryEngine:
             return True
         return {e.id for e in index.entries} == set(self.store.all_ids())
 
-    def _save_keywords(self) -> None:
-        if self._keywords is not None:
-            self._keywords.save(self.paths.keyword_file(self.profile), self._keys(),
-                                self._index_context)
+    def _save_keywords(self, index: KeywordIndex | None = None) -> None:
+        index = index or self._keywords
+        if index is not None:
+            index.save(self.paths.keyword_file(self.profile), self._keys(), self._index_context)
 
     def _keys(self) -> Unlocked:
         """The unlocked keys: side files open with the key they name, and new ones are
@@ -621,8 +621,8 @@ class MemoryEngine:
             return
         # Loaded before the add, so it is not seen as stale; opened only to add to when
         # it is not loaded yet (unsealing the whole base grows with the store).
+        # (A partial one is never kept in ``self._keywords``: it cannot answer queries.)
         index = self._keywords or self._appendable(len(memories)) or self._keyword_index()
-        self._keywords = index
         ids = [m.id for m in memories]
         # Everything the add changes is inside the journal: a failure anywhere (a full
         # disk) rolls all of it back, and once the journal is cleared nothing can fail.
@@ -630,14 +630,12 @@ class MemoryEngine:
             blinded = codec.blind(vectors)
             self.store.add(ids, blinded, [codec.seal(m, vector=v) for m, v in zip(memories, blinded)])
             index.add([_entry(m) for m in memories])
-            self._save_keywords()
+            self._save_keywords(index)
             meta = self.store.meta()  # counts toward consolidating by itself (a number only)
             meta["new_since_consolidation"] = int(meta.get("new_since_consolidation", 0)) + len(ids)
             self.store.set_meta(meta)
             self.new_since_consolidation = meta["new_since_consolidation"]
             self._audit(action, ids)
-        if index.partial:
-            self._keywords = None  # loaded whole when next needed
         self._listed(added=memories)
 
     def _appendable(self, adding: int) -> KeywordIndex | None:
