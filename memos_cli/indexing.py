@@ -57,9 +57,20 @@ def _index_matches(s: ProfileState, index: KeywordIndex) -> bool:
     return {e.id for e in index.entries} == set(s.store.all_ids())
 
 
-def save_keywords(s: ProfileState) -> None:
-    if s.keywords is not None:
-        s.keywords.save(s.paths.keyword_file(s.profile), s.unlocked_keys(), s.keyword_context)
+def save_keywords(s: ProfileState, index: KeywordIndex | None = None) -> None:
+    index = index or s.keywords
+    if index is not None:
+        index.save(s.paths.keyword_file(s.profile), s.unlocked_keys(), s.keyword_context)
+
+
+def appendable(s: ProfileState, adding: int) -> KeywordIndex | None:
+    """The saved keyword index opened only to add to (``KeywordIndex.for_append``), if it
+    covers the stored memories (a server's: never, others write there too)."""
+    if s.store.remote is not None:
+        return None
+    index = KeywordIndex.for_append(s.paths.keyword_file(s.profile), s.unlocked_keys(),
+                                    s.keyword_context, adding)
+    return index if index is not None and len(index) == s.store.count() else None
 
 
 def entry(memory: Memory) -> Entry:

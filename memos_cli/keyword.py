@@ -102,6 +102,8 @@ class KeywordIndex:
         self._base_dirty, self._delta_dirty = True, False
         self._view: _View | None = None
 
+    partial = False  # see ``for_append``
+
     def __len__(self) -> int:
         return self._base.n + len(self._delta)
 
@@ -212,8 +214,11 @@ class KeywordIndex:
             delta.unlink(missing_ok=True)
             self._generation = secrets.token_hex(8)
             meta = {"v": INDEX_VERSION, "gen": self._generation}
+            # The generation and size in the header too, for ``for_append`` (not secret:
+            # a random token, and the count of memories the store shows anyway).
             write_atomic(path, seal_file(INDEX_FORMAT, INDEX_FILE_VERSION, key, PURPOSE,
-                                         self._base.pack(meta), context))
+                                         self._base.pack(meta), context,
+                                         {"gen": self._generation, "n": self._base.n}))
         if self._delta:
             rows = [[e.id, e.thread, " ".join(e.tokens)] for e in self._delta]
             payload = zlib.compress(json.dumps(
@@ -251,6 +256,34 @@ class KeywordIndex:
             return None  # damaged: it is only a cache
 
     @classmethod
+    def for_append(cls, path: Path, keys: "Unlocked", context: str,
+                   adding: int) -> "KeywordIndex | None":
+        """The saved index opened only to add ``adding`` memories to its delta: the base
+        is not unsealed (its size and generation are read from its header), so adding
+        costs the delta's size, not the store's. None when the add would fold the delta
+        into the base, or the files need re-sealing or migrating: load it whole then."""
+        try:
+            with path.open("rb") as fh:
+                head = json.loads(fh.readline(4096))
+            size, generation = int(head["n"]), str(head["gen"])
+            key_id = str(head["key_id"])
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):
+            return None  # an older format, or damaged: for ``load`` to judge
+        if int(head.get("version", 0)) != INDEX_FILE_VERSION or \
+                key_id != (keys.next or keys.current).key_id:
+            return None
+        try:
+            index = _Appending(size, generation, key_id)._with_delta(delta_path(path), keys,
+                                                                      context)
+        except (IntegrityError, zlib.error, ValueError, KeyError, TypeError):
+            return None  # a damaged delta: for ``load`` to judge (the index is rebuilt)
+        if index is None or len(index._delta) + adding > DELTA_MAX:
+            return None
+        return index
+
+    @classmethod
     def _from_entries_file(cls, raw: bytes, key_id: str) -> "KeywordIndex | None":
         """An index of format version 2 (JSON entries, one file), to migrate."""
         doc = json.loads(raw)
@@ -276,6 +309,28 @@ class KeywordIndex:
         self._delta = [Entry(i, t, toks.split()) for i, t, toks in doc["entries"]]
         self._delta_dirty = key_id != self._sealed_with  # one file sealed under an older key
         return self
+
+
+class _Appending(KeywordIndex):
+    """A saved index opened to add memories only (``KeywordIndex.for_append``): it knows
+    its base's size and generation, not its contents, so it can neither answer a query
+    nor fold its delta into the base."""
+
+    partial = True
+
+    def __init__(self, base_size: int, generation: str, key_id: str) -> None:
+        super().__init__()
+        self._base_size, self._generation, self._sealed_with = base_size, generation, key_id
+        self._base_dirty = False
+
+    def __len__(self) -> int:
+        return self._base_size + len(self._delta)
+
+    def _fold(self, base: list[Entry] | None = None) -> None:
+        raise AssertionError("internal: an index opened to append cannot fold")
+
+    def _compile(self) -> "_View":
+        raise AssertionError("internal: an index opened to append cannot answer queries")
 
 
 def delta_path(path: Path) -> Path:

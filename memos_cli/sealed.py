@@ -22,9 +22,11 @@ if TYPE_CHECKING:
 
 
 def seal_file(fmt: str, version: int, key: DataKey, purpose: str, payload: bytes,
-              context: str) -> bytes:
-    """The bytes of a side file holding ``payload``, sealed under ``key``."""
-    header = json.dumps({"format": fmt, "version": version, "key_id": key.key_id})
+              context: str, public: dict[str, str | int] | None = None) -> bytes:
+    """The bytes of a side file holding ``payload``, sealed under ``key``; ``public``
+    goes into the header, readable without the key (never anything secret)."""
+    header = json.dumps({"format": fmt, "version": version, "key_id": key.key_id,
+                         **(public or {})})
     blob = crypto.seal(crypto.subkey(key.key, purpose), payload, f"{context}/{key.key_id}")
     return header.encode() + b"\n" + blob
 

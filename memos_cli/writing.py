@@ -15,7 +15,7 @@ import numpy as np
 
 from memos_cli.errors import UsageError
 from memos_cli.failpoint import failpoint
-from memos_cli.indexing import entry, keyword_index, save_keywords
+from memos_cli.indexing import appendable, entry, keyword_index, save_keywords
 from memos_cli.keyword import tokenize
 from memos_cli.lifecycle import initial_tier
 from memos_cli.memory import CORRECTED, Memory, Version, check_kind, new_id, normalise_tags
@@ -108,7 +108,10 @@ def _add_rows(s: ProfileState, codec: RecordCodec, memories: list[Memory], vecto
     """Store new memories and index their words, as one journalled write."""
     if not memories:
         return
-    index = keyword_index(s)  # loaded before the add, so it is not seen as stale
+    # Loaded before the add, so it is not seen as stale; opened only to add to when it is
+    # not loaded yet (unsealing the whole base grows with the store). A partial one is
+    # never kept in ``s.keywords``: it cannot answer queries.
+    index = s.keywords or appendable(s, len(memories)) or keyword_index(s)
     ids = [m.id for m in memories]
     # Everything the add changes is inside the journal: a failure anywhere (a full
     # disk) rolls all of it back, and once the journal is cleared nothing can fail.
@@ -117,7 +120,7 @@ def _add_rows(s: ProfileState, codec: RecordCodec, memories: list[Memory], vecto
         s.store.add(ids, blinded, [codec.seal(m, vector=v) for m, v in zip(memories, blinded)])
         failpoint("add:rows-stored")
         index.add([entry(m) for m in memories])
-        save_keywords(s)
+        save_keywords(s, index)
         meta = s.store.meta()  # counts toward consolidating by itself (a number only)
         meta["new_since_consolidation"] = int(meta.get("new_since_consolidation", 0)) + len(ids)
         s.store.set_meta(meta)

@@ -189,3 +189,37 @@ def test_a_key_rotation_reseals_base_and_delta_under_the_new_key(engine_factory)
     assert index is not None and len(index) == 4
     ids, scores = index.scores("boiler")
     assert eng.show(ids[int(scores.argmax())]).text == "The boiler service is booked for March"
+
+
+def test_a_cold_remember_does_not_unseal_the_base(engine_factory, monkeypatch):
+    eng = engine_factory()
+    monkeypatch.setattr(keyword, "DELTA_MAX", 0)
+    eng.remember_many([NewMemory(f"note {n} about the allotment") for n in range(5)])
+    monkeypatch.setattr(keyword, "DELTA_MAX", 100)
+    real, unsealed = keyword._Compiled.from_saved, []
+
+    def counted(*args, **kwargs):
+        unsealed.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(keyword._Compiled, "from_saved", counted)
+    cold = engine_factory()
+    cold.remember(NewMemory("The boiler service is booked for March"))
+    cold.remember(NewMemory("The gutters need clearing"))
+    assert unsealed == []  # only the delta was read and rewritten
+    assert len(_delta_doc(cold)["entries"]) == 2
+    assert _best(cold, "boiler") == "The boiler service is booked for March"  # loads it whole
+    assert unsealed == [1]
+
+
+def test_a_damaged_delta_makes_remember_rebuild_the_index(engine_factory):
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"note {n} about the allotment") for n in range(3)])
+    _base, delta = _files(eng)
+    blob = bytearray(delta.read_bytes())
+    blob[-3] ^= 0x01
+    delta.write_bytes(bytes(blob))
+    engine_factory().remember(NewMemory("The boiler service is booked for March"))
+    assert _best(engine_factory(), "boiler") == "The boiler service is booked for March"
+    index = keyword.KeywordIndex.load(_base, eng._keys(), f"keywords/{eng.profile}")
+    assert index is not None and len(index) == 4
