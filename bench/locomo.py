@@ -84,7 +84,7 @@ class Abstention:
     A foreign question belongs to the part of the store it is asked of."""
 
     silent: dict = field(default_factory=dict)  # (part, floor) -> [bool per foreign question]
-    kept: dict = field(default_factory=dict)  # (part, floor) -> [bool per own question with evidence at floor 0]
+    kept: dict = field(default_factory=dict)  # (part, floor) -> [bool per own question, evidence at floor 0]
 
     def summary(self) -> dict:
         floors = sorted({floor for _part, floor in self.silent})
@@ -255,7 +255,8 @@ def run(data: Path, conversations: int | None, question_cap: int | None,
                 if q.category != 5 and set(q.evidence) & set(ranked[:10]):
                     for floor in floors:
                         shown = _refs(engine.recall(q.text, limit=10, floor=floor, record_access=False))
-                        abstention.kept.setdefault((part_name, floor), []).append(bool(set(q.evidence) & set(shown)))
+                        found = bool(set(q.evidence) & set(shown))
+                        abstention.kept.setdefault((part_name, floor), []).append(found)
             if len(samples) > 1:  # the previous conversation's questions, asked of this store
                 _abstain(engine, samples[n - 1], sample, question_cap, floors, abstention, part_name)
         _baselines(turns, questions, embedder, scores)
