@@ -80,17 +80,24 @@ def speakers(sample: dict) -> tuple[str, str]:
 
 @dataclass
 class Abstention:
-    """Per floor: foreign questions answered with nothing; own evidence still shown."""
+    """Per part and floor: foreign questions answered with nothing; own evidence still shown.
+    A foreign question belongs to the part of the store it is asked of."""
 
-    silent: dict = field(default_factory=dict)  # floor -> [bool per foreign question]
-    kept: dict = field(default_factory=dict)  # floor -> [bool per own question with evidence at floor 0]
+    silent: dict = field(default_factory=dict)  # (part, floor) -> [bool per foreign question]
+    kept: dict = field(default_factory=dict)  # (part, floor) -> [bool per own question, evidence at floor 0]
 
     def summary(self) -> dict:
-        return {f"{floor:g}": {"foreign_answered_with_nothing": _share(self.silent[floor]),
-                               "own_evidence_kept": _share(self.kept.get(floor, [])),
-                               "foreign_questions": len(self.silent[floor]),
-                               "own_questions": len(self.kept.get(floor, []))}
-                for floor in sorted(self.silent)}
+        floors = sorted({floor for _part, floor in self.silent})
+        out = {f"{floor:g}": self._shares(floor, tuple(PARTS)) for floor in floors}
+        out["parts"] = {part: {f"{floor:g}": self._shares(floor, (part,)) for floor in floors}
+                        for part in PARTS}
+        return out
+
+    def _shares(self, floor: float, parts: tuple[str, ...]) -> dict:
+        silent = [f for part in parts for f in self.silent.get((part, floor), [])]
+        kept = [f for part in parts for f in self.kept.get((part, floor), [])]
+        return {"foreign_answered_with_nothing": _share(silent), "own_evidence_kept": _share(kept),
+                "foreign_questions": len(silent), "own_questions": len(kept)}
 
 
 def _share(flags: list[bool]) -> float | None:
@@ -221,7 +228,8 @@ def run(data: Path, conversations: int | None, question_cap: int | None,
     for n, sample in enumerate(samples):
         turns = load_conversation(sample)[:turn_cap]
         questions = load_questions(sample, {t.dia_id for t in turns}, skipped)[:question_cap]
-        part = PARTS["tuning" if sample["sample_id"] in TUNING else "held-out"]
+        part_name = "tuning" if sample["sample_id"] in TUNING else "held-out"
+        part = PARTS[part_name]
         with temporary_home():
             engine = MemoryEngine(embedder=embedder)
             started = time.perf_counter()
@@ -247,9 +255,10 @@ def run(data: Path, conversations: int | None, question_cap: int | None,
                 if q.category != 5 and set(q.evidence) & set(ranked[:10]):
                     for floor in floors:
                         shown = _refs(engine.recall(q.text, limit=10, floor=floor, record_access=False))
-                        abstention.kept.setdefault(floor, []).append(bool(set(q.evidence) & set(shown)))
+                        found = bool(set(q.evidence) & set(shown))
+                        abstention.kept.setdefault((part_name, floor), []).append(found)
             if len(samples) > 1:  # the previous conversation's questions, asked of this store
-                _abstain(engine, samples[n - 1], sample, question_cap, floors, abstention)
+                _abstain(engine, samples[n - 1], sample, question_cap, floors, abstention, part_name)
         _baselines(turns, questions, embedder, scores)
     return _summary(scores, skipped, turns_total, ingest_seconds, latencies, data, abstention)
 
@@ -259,7 +268,7 @@ def _refs(hits: list) -> list[str]:
 
 
 def _abstain(engine: MemoryEngine, foreign: dict, own: dict, question_cap: int | None,
-             floors: tuple[float, ...], abstention: Abstention) -> None:
+             floors: tuple[float, ...], abstention: Abstention, part: str) -> None:
     """Ask ``own``'s store the questions of ``foreign``, its speakers renamed to ``own``'s."""
     names = dict(zip(speakers(foreign), speakers(own)))
     known = {t.dia_id for t in load_conversation(foreign)}
@@ -270,7 +279,7 @@ def _abstain(engine: MemoryEngine, foreign: dict, own: dict, question_cap: int |
         for floor in floors:  # ascending: nothing above one floor is nothing above a higher
             # One memory above the floor is enough to answer: limit 1 stops at the first.
             silent = silent or not engine.recall(text, limit=1, floor=floor, record_access=False)
-            abstention.silent.setdefault(floor, []).append(silent)
+            abstention.silent.setdefault((part, floor), []).append(silent)
 
 
 def _baselines(turns: list[Turn], questions: list[Question], embedder, scores: Scores) -> None:
@@ -347,10 +356,13 @@ def render(result: dict) -> str:
             table(["part", "1-4", *[c for c in result["by_category"] if not c.startswith("5")]],
                   part_rows), ""]
     if result["abstention"]:
-        rows = [[floor, a["foreign_answered_with_nothing"], a["own_evidence_kept"]]
-                for floor, a in result["abstention"].items()]
+        parts = {"all": result["abstention"], **result["abstention"]["parts"]}
+        rows = [[floor, name, a["foreign_answered_with_nothing"], a["own_evidence_kept"]]
+                for name, by_floor in parts.items()
+                for floor, a in by_floor.items() if floor != "parts"]
         out += ["Abstention: questions asked of another conversation (names swapped)", "",
-                table(["floor", "foreign: nothing shown", "own: evidence still shown"], rows), ""]
+                table(["floor", "stores", "foreign: nothing shown", "own: evidence still shown"],
+                      rows), ""]
     out.append(f"categories 1-5, memos R@10: {result['recall_at_1_5']['10']:.3f}")
     out.append(f"ingest: {result['ingest_turns_per_s']} turns/s; recall latency p50 "
                f"{result['latency_ms']['p50']} ms, p95 {result['latency_ms']['p95']} ms")

@@ -48,7 +48,7 @@ def recall(s: ProfileState, query: str, limit: int = 10, *, where: Filter | None
         period, asked = query_period(query), retrieval.Asked.of(query)
         while True:
             ranked = _fuse(s, blinded, ids, keyword_scores, coverage, want)
-            relevant = _Relevant(keep, floor, period)
+            relevant = _Relevant(keep, floor, period, asked)
             hits = _first_hits(s, codec, ranked, relevant, asked,
                                limit if period is None else want)
             if len(hits) >= limit or want >= total:
@@ -139,10 +139,13 @@ class _Relevant:
     keep: "Filter"
     floor: float
     period: tuple[datetime, datetime] | None = None  # a time the query names
+    asked: retrieval.Asked | None = None  # who the query names, if anyone
 
     def __call__(self, memory: Memory, candidate: Candidate) -> Hit | None:
         words = keyword_evidence(memory, candidate.cosine, candidate.own, candidate.window)
-        score = relevance(candidate.cosine, words)
+        another = (self.asked is not None and memory.kind == "episode"
+                   and retrieval.said_by_another(memory.text, self.asked))
+        score = relevance(candidate.cosine, words, another)
         # Naming a time is evidence too: what happened then clears the floor.
         relevant = score >= self.floor or (self.period is not None
                                            and happened_in(memory, self.period))

@@ -2,7 +2,7 @@
 no model, so each rule is tested on plain numbers (tests/test_retrieval.py).
 
 The retrievers propose candidates best first by a fused rank score (see
-``MemoryEngine._fuse``). Some evidence is only known once a candidate is opened (its
+``recall._fuse``). Some evidence is only known once a candidate is opened (its
 text): the functions here turn it into an adjusted rank score, and say when enough
 candidates have been opened that no unopened one can still make the top.
 
@@ -89,6 +89,12 @@ def best_first(scores: Sequence[float]) -> list[int]:
 # --- evidence and fusion over candidates (moved from engine.py: pure, no store) ------
 
 NEIGHBOUR_GATE = 0.1  # least cosine for a memory to borrow its neighbours' words as evidence
+# Relevance (the floor's measure) of a memory whose query words are only in its neighbours'
+# turns, and of a turn by someone the query does not name: both clear the floor less easily,
+# so a question the store holds no answer to more often gets nothing, while own
+# evidence still clears it (LoCoMo abstention, docs/benchmarks.md, issue 14).
+WINDOW_WEIGHT = 0.8
+ANOTHER_SPEAKER_DISCOUNT = 0.3
 
 
 @dataclass
@@ -99,23 +105,27 @@ class Hit:
     coverage: float = 0.0  # share of the query's word weight it holds (keyword_evidence), 0..1
 
 
-def relevance(cosine: float, coverage: float) -> float:
+def relevance(cosine: float, coverage: float, by_another: bool = False) -> float:
     """How well one memory answers a query, 0..1, from evidence about that memory alone:
-    close in meaning (cosine), or holding the query's rare words (``keyword_evidence``).
+    close in meaning (cosine), or holding the query's rare words (``keyword_evidence``);
+    lowered for a conversation turn ``by_another`` person than the query names
+    (``said_by_another``), which is rarely about the one it asks about.
 
     Unlike the fused rank (z-scores over the candidates) it reads the same with one
     candidate or a thousand, so a floor on it can say "nothing relevant"."""
-    return max(0.0, min(1.0, max(cosine, coverage)))
+    score = max(0.0, min(1.0, max(cosine, coverage)))
+    return score * (1.0 - ANOTHER_SPEAKER_DISCOUNT) if by_another else score
 
 
 def keyword_evidence(memory: Memory, cosine: float, own: float, window: float) -> float:
     """The share of the query's word weight a memory holds. Its thread neighbours' words
     count only where a thread means something, memories of one event or conversation
     (the same ``occurred_at``), and only for a memory at least loosely about the query:
-    notes typed in the same second say nothing about each other."""
+    notes typed in the same second say nothing about each other. A word a neighbour says
+    is weaker evidence than one the memory says itself (``WINDOW_WEIGHT``)."""
     if memory.occurred_at is None or cosine < NEIGHBOUR_GATE:
         return own
-    return max(own, window)
+    return max(own, WINDOW_WEIGHT * window)
 
 
 @dataclass

@@ -82,10 +82,16 @@ _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "augu
 _IN_MONTH = re.compile(r"\b(?:in|during|since)\s+(" + "|".join(_MONTHS) + r")(?:\s+(\d{4}))?\b")
 _IN_YEAR = re.compile(r"\b(?:in|during)\s+(\d{4})\b")
 _N_AGO = re.compile(r"\b(\d+|a|an|one)\s+(day|week|month|year)s?\s+ago\b")
+_MONTH = "(?P<name>" + "|".join(_MONTHS) + ")"
+# A day named with its year: "October 13, 2023", "13 October 2023", "2023-10-13".
+_DAYS = (re.compile(r"\b" + _MONTH + r"\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?,?\s+(?P<y>\d{4})\b"),
+         re.compile(r"\b(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+" + _MONTH + r",?\s+(?P<y>\d{4})\b"),
+         re.compile(r"\b(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})\b"))
 
 
 def query_period(query: str, now: datetime | None = None) -> tuple[datetime, datetime] | None:
-    """The time span a question names ("yesterday", "last week", "in March"), or None.
+    """The time span a question names ("yesterday", "last week", "on October 13, 2023",
+    "in March"), or None.
 
     Recall uses it to put what happened in that span first. Spans are [start, end).
     """
@@ -112,6 +118,9 @@ def query_period(query: str, now: datetime | None = None) -> tuple[datetime, dat
         moment = parse_when(match.group(0), now)
         unit = _UNITS[match[2]]
         return moment - unit / 2, moment + unit / 2
+    day = _named_day(text)
+    if day is not None:
+        return day, day + timedelta(days=1)
     match = _IN_MONTH.search(text)
     if match:
         month = _MONTHS.index(match[1]) + 1
@@ -123,6 +132,20 @@ def query_period(query: str, now: datetime | None = None) -> tuple[datetime, dat
         year = int(match[1])
         return (datetime(year, 1, 1, tzinfo=timezone.utc),
                 datetime(year + 1, 1, 1, tzinfo=timezone.utc))
+    return None
+
+
+def _named_day(text: str) -> datetime | None:
+    """The start of a day the (lower-cased) text names with its year, or None."""
+    for pattern in _DAYS:
+        match = pattern.search(text)
+        if match:
+            found = match.groupdict()
+            month = _MONTHS.index(found["name"]) + 1 if found.get("name") else int(found["m"])
+            try:
+                return datetime(int(found["y"]), month, int(found["d"]), tzinfo=timezone.utc)
+            except ValueError:  # "February 30, 2023": no such day, so no period
+                return None
     return None
 
 

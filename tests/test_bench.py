@@ -66,3 +66,15 @@ def test_locomo_abstention_swaps_the_speakers_names_whole_words_only():
     assert (swap_names("What did Caroline tell Melanie about Caroline's art?", names)
             == "What did Jon tell Gina about Jon's art?")
     assert swap_names("Carolines and Melanies", names) == "Carolines and Melanies"
+
+
+def test_locomo_abstention_is_reported_for_tuning_and_held_out_stores_apart():
+    from bench.locomo import Abstention
+
+    abstention = Abstention()
+    abstention.silent = {("tuning", 0.3): [True, False], ("held-out", 0.3): [True, True]}
+    abstention.kept = {("tuning", 0.3): [True], ("held-out", 0.3): [False]}
+    summary = abstention.summary()
+    assert summary["0.3"]["foreign_answered_with_nothing"] == 0.75
+    assert summary["parts"]["tuning"]["0.3"]["foreign_answered_with_nothing"] == 0.5
+    assert summary["parts"]["held-out"]["0.3"]["own_evidence_kept"] == 0.0

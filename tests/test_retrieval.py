@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from memos_cli import retrieval
+from memos_cli.memory import Memory
 
 
 def test_a_memory_that_asks_a_question_ranks_below_its_answer():
@@ -68,3 +71,21 @@ def test_the_author_rule_is_for_conversation_turns_not_notes():
     note = "Reminder: call Ana about the boiler"
     assert retrieval.answer_score(1.0, note, asked, turn=False) == 1.0
     assert retrieval.answer_score(1.0, note, asked, turn=True) == 1.0 - retrieval.AUTHOR_PENALTY
+
+
+def _turn(text: str) -> Memory:
+    return Memory(id="m1", text=text, kind="episode", occurred_at="2023-05-08T13:56:00+00:00")
+
+
+def test_a_word_only_a_neighbour_says_is_weaker_evidence_than_ones_own():
+    # The query's words are all in the next turn (window 0.5), few in this one (own 0.2).
+    turn = _turn("Caroline: that sounds lovely")
+    assert retrieval.keyword_evidence(turn, 0.4, 0.2, 0.5) == pytest.approx(0.4)  # 0.8 x 0.5
+    assert retrieval.keyword_evidence(turn, 0.4, 0.45, 0.5) == pytest.approx(0.45)  # own wins
+
+
+def test_a_turn_by_someone_the_query_does_not_name_is_less_relevant():
+    assert retrieval.relevance(0.5, 0.2, by_another=True) == pytest.approx(0.35)
+    assert retrieval.relevance(0.5, 0.2) == pytest.approx(0.5)
+    # Clears the default floor (0.3) by its own speaker, not by another.
+    assert retrieval.relevance(0.4, 0.0) >= 0.3 > retrieval.relevance(0.4, 0.0, by_another=True)
