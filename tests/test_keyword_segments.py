@@ -221,5 +221,5 @@ def test_a_damaged_delta_makes_remember_rebuild_the_index(engine_factory):
     delta.write_bytes(bytes(blob))
     engine_factory().remember(NewMemory("The boiler service is booked for March"))
     assert _best(engine_factory(), "boiler") == "The boiler service is booked for March"
-    index = keyword.KeywordIndex.load(_base, eng._keys(), f"keywords/{eng.profile}")
+    index = keyword.KeywordIndex.load(_base, eng.unlock(), f"keywords/{eng.profile}")
     assert index is not None and len(index) == 4
