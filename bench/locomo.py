@@ -39,10 +39,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._report import machine, percentiles_ms, table, temporary_home
-from memos_cli.embedding import LocalMiniLM
-from memos_cli.config import RECALL_FLOOR
+from memos_cli.search.embedding import LocalMiniLM
+from memos_cli.core.config import RECALL_FLOOR
 from memos_cli.engine import MemoryEngine, NewMemory
-from memos_cli.keyword import K1, B, tokenize
+from memos_cli.search.keyword import K1, B, tokenize
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo" / "locomo-dev.json"
 KS = (5, 10, 20, 50)

@@ -2,7 +2,7 @@
 
 The labelled pairs (tests/data/same_fact_pairs.tsv) are embedded with the shipped
 model. The old rule merged any pair with cosine >= 0.92; the new one merges only
-equal statement keys (memos_cli/sameness.py), whatever the cosine. For each rule:
+equal statement keys (memos_cli/core/sameness.py), whatever the cosine. For each rule:
 how many different facts it would merge (must be 0) and how many facts said twice.
 
     python bench/samefact.py [--json]
@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._report import machine, table
-from memos_cli.embedding import LocalMiniLM
-from memos_cli.sameness import anchors, same_statement
+from memos_cli.search.embedding import LocalMiniLM
+from memos_cli.core.sameness import anchors, same_statement
 
 PAIRS_FILE = Path(__file__).resolve().parent.parent / "tests" / "data" / "same_fact_pairs.tsv"
 OLD_THRESHOLD = 0.92

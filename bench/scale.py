@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._report import machine, percentiles_ms, table, temporary_home
-from memos_cli.memory import Memory, new_id
+from memos_cli.core.memory import Memory, new_id
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,7 @@ def sentences(count: int, seed: int = 7) -> list[str]:
 def build(count: int) -> tuple[float, float]:
     """Import ``count`` memories into the current home; (seconds, memories/s)."""
     from memos_cli.engine import MemoryEngine
-    from memos_cli.timeparse import now_utc, to_iso
+    from memos_cli.core.timeparse import now_utc, to_iso
 
     now = to_iso(now_utc())
     memories = [Memory(id=new_id(), text=t, created_at=now, updated_at=now, source="import")

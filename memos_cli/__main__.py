@@ -7,7 +7,9 @@ def main() -> None:
     import os
     import sys
 
-    from memos_cli import agent_client, blas
+    from memos_cli.agent import client as agent_client
+
+    from memos_cli.core import blas
 
     # First, and before anything heavy is imported: the resident agent may run it.
     code = agent_client.run(sys.argv[1:])

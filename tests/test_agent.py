@@ -24,10 +24,10 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from memos_cli import agent_client, agent_protocol
-from memos_cli.agent_server import Agent
-from memos_cli.memory import Memory, new_id
-from memos_cli.paths import resolve_paths
+from memos_cli.agent import client as agent_client, protocol as agent_protocol
+from memos_cli.agent.server import Agent
+from memos_cli.core.memory import Memory, new_id
+from memos_cli.core.paths import resolve_paths
 
 MEMOS = [sys.executable, "-m", "memos_cli"]
 NOW = "2026-11-25T10:00:00Z"

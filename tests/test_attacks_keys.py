@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from memos_cli import crypto
-from memos_cli.audit import Event
+from memos_cli.core import crypto
+from memos_cli.core.audit import Event
 from memos_cli.engine import MemoryEngine, NewMemory
-from memos_cli.errors import IntegrityError, VersionError, WrongKeyError
-from memos_cli.failpoint import EXIT_CODE, FAILPOINT_ENV
+from memos_cli.core.errors import IntegrityError, VersionError, WrongKeyError
+from memos_cli.core.failpoint import EXIT_CODE, FAILPOINT_ENV
 
 TEXTS = ("the boiler code is 4471", "the spare key is under the blue pot", "call Ana on Friday")
 KILL_SCRIPT = """
@@ -457,8 +457,8 @@ def test_real_use_config_written_by_the_old_writer_is_still_read(cli, home):
 
 
 def test_real_use_zero_temperature_set_by_the_user_wins(home, monkeypatch):
-    from memos_cli.config import llm_settings, set_value
-    from memos_cli.paths import resolve_paths
+    from memos_cli.core.config import llm_settings, set_value
+    from memos_cli.core.paths import resolve_paths
 
     paths = resolve_paths()
     set_value(paths, "llm.model", "m")

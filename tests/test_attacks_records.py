@@ -13,10 +13,12 @@ import sys
 import numpy as np
 import pytest
 
-from memos_cli import consolidation, crypto
+from memos_cli.engine import consolidation
+
+from memos_cli.core import crypto
 from memos_cli.engine import MemoryEngine, NewMemory
-from memos_cli.lifecycle import Action, Plan
-from memos_cli.memory import payload_from_memory
+from memos_cli.core.lifecycle import Action, Plan
+from memos_cli.core.memory import payload_from_memory
 
 
 def _import_file(tmp_path, lines: list[dict]) -> str:

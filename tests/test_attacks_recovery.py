@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from memos_cli.consolidation import FAILPOINT_ENV
+from memos_cli.engine.consolidation import FAILPOINT_ENV
 
 BACKUP_PASSPHRASE = "correct horse battery"
 
@@ -154,7 +154,7 @@ def _rewrite_header(path, change) -> None:
     """Rewrite a backup's header as a hostile tool would: fields changed, checksum redone."""
     import struct
 
-    from memos_cli import backup
+    from memos_cli.engine import backup
 
     raw = path.read_bytes()
     (length,) = struct.unpack(">I", raw[8:12])
@@ -213,7 +213,7 @@ def test_attack_19_backup_damage_is_5_a_wrong_passphrase_4_and_not_a_backup_8(
 
 KILLED_IN_FORGET = """
 import os, sys
-from memos_cli.store import ChromaStore
+from memos_cli.core.store import ChromaStore
 from memos_cli.cli.app import run
 ChromaStore._flush_queue = lambda self, dim: os._exit(9)  # killed: the rows are deleted, no more
 run(sys.argv[1:])
@@ -248,11 +248,11 @@ def _disk_full(*_args, **_kwargs):
 
 # Each write that remember makes, made to fail as on a full disk: the rows (Chroma), the
 # keyword index, the store's counter, the audit trail, the generation token.
-FULL_AT = {"rows": "memos_cli.store.ChromaStore.add",
-           "keywords": "memos_cli.keyword.KeywordIndex.save",
-           "counter": "memos_cli.store.ChromaStore.set_meta",
-           "audit": "memos_cli.audit.AuditLog.append",
-           "generation": "memos_cli.state.ProfileState.bump_generation"}
+FULL_AT = {"rows": "memos_cli.core.store.ChromaStore.add",
+           "keywords": "memos_cli.search.keyword.KeywordIndex.save",
+           "counter": "memos_cli.core.store.ChromaStore.set_meta",
+           "audit": "memos_cli.core.audit.AuditLog.append",
+           "generation": "memos_cli.engine.state.ProfileState.bump_generation"}
 
 
 @pytest.mark.parametrize("where", sorted(FULL_AT))
@@ -275,8 +275,8 @@ def test_attack_21_a_full_disk_fails_remember_only_if_nothing_was_stored(cli, mo
 def test_attack_08_a_busy_store_after_the_write_does_not_fail_remember(cli, home, monkeypatch):
     """The check for background consolidation after a write took the lock a second time:
     a store busy then made a command that had stored its memory exit 7."""
-    import memos_cli.opening as opening_module
-    from memos_cli.errors import BusyError
+    import memos_cli.engine.opening as opening_module
+    from memos_cli.core.errors import BusyError
 
     monkeypatch.delenv("MEMOS_NO_AUTO_CONSOLIDATE")
     (home / "config").mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,7 @@ def test_restore_into_another_profile_keeps_its_trail_and_vault_readable(cli, mo
 
 
 def test_a_failed_restore_over_a_profile_leaves_it_as_it_was(cli, backed_up, monkeypatch, home):
-    from memos_cli.store import ChromaStore
+    from memos_cli.core.store import ChromaStore
 
     archive, _ = backed_up
     cli("remember", "made after the backup")
@@ -144,9 +144,9 @@ def test_a_failed_restore_over_a_profile_leaves_it_as_it_was(cli, backed_up, mon
 
 CRASH_SCRIPT = """
 import os, sys
-from memos_cli import backup
+from memos_cli.engine import backup
 from memos_cli.engine import MemoryEngine
-from memos_cli.store import ChromaStore
+from memos_cli.core.store import ChromaStore
 
 def die(*args, **kwargs):
     os._exit(97)
@@ -189,7 +189,7 @@ def test_killed_during_restore_the_profile_is_the_old_or_the_new(cli, backed_up,
 
 def test_progress_is_reported_for_backup_and_both_passes_of_restore(engine_factory, monkeypatch,
                                                                     tmp_path):
-    from memos_cli import backup
+    from memos_cli.engine import backup
     from memos_cli.engine import NewMemory
 
     monkeypatch.setattr(backup, "ROWS_PER_CHUNK", 3)

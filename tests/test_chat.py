@@ -15,7 +15,7 @@ import pytest
 from chroma_server import chroma_server  # noqa: F401  (a fixture)
 from conftest import all_bytes_under
 from fake_openai import ops
-from memos_cli.timeparse import now_utc
+from memos_cli.core.timeparse import now_utc
 
 
 def _system_prompt(request: dict) -> str:
@@ -378,7 +378,8 @@ def _eventually(check, what: str, patience: float = 120.0) -> None:
 
 def test_real_use_background_consolidation_from_chat_uses_its_store_and_backs_off(
         cli, cli_proc, chroma_server, monkeypatch):  # noqa: F811
-    from memos_cli import background, consolidation
+    from memos_cli.core import background
+    from memos_cli.engine import consolidation
     from memos_cli.engine import MemoryEngine
 
     profile = "t" + uuid.uuid4().hex[:12]
@@ -409,8 +410,8 @@ def test_real_use_background_consolidation_from_chat_uses_its_store_and_backs_of
 
 
 def test_real_use_background_consolidation_waits_longer_after_each_failure(home):
-    from memos_cli import background
-    from memos_cli.paths import resolve_paths
+    from memos_cli.core import background
+    from memos_cli.core.paths import resolve_paths
 
     paths = resolve_paths()
     paths.data_dir.mkdir(parents=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memos_cli import crypto
-from memos_cli.errors import IntegrityError, WrongKeyError
+from memos_cli.core import crypto
+from memos_cli.core.errors import IntegrityError, WrongKeyError
 
 
 def test_seal_round_trip_and_every_flipped_byte_is_caught():

@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from memos_cli import embedding
-from memos_cli.embedding import LocalMiniLM, OpenAIEmbedder, make_embedder
-from memos_cli.errors import IntegrityError, ModelError
+from memos_cli.search import embedding
+from memos_cli.search.embedding import LocalMiniLM, OpenAIEmbedder, make_embedder
+from memos_cli.core.errors import IntegrityError, ModelError
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_a_model_file_with_the_wrong_hash_is_refused(monkeypatch):
 
 
 def test_importing_the_module_loads_no_heavy_library():
-    code = ("import sys, memos_cli.embedding\n"
+    code = ("import sys, memos_cli.search.embedding\n"
             "print([m for m in ('onnxruntime', 'tokenizers', 'openai') if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]"

@@ -9,10 +9,10 @@ import pytest
 
 from conftest import HashEmbedder
 from memos_cli.engine import NewMemory
-from memos_cli.errors import (BadInputError, NotFoundError, StoreMismatchError, UsageError,
+from memos_cli.core.errors import (BadInputError, NotFoundError, StoreMismatchError, UsageError,
                               WrongKeyError)
-from memos_cli.timeparse import now_utc
-from memos_cli.transfer import export_text, parse_import
+from memos_cli.core.timeparse import now_utc
+from memos_cli.core.transfer import export_text, parse_import
 
 
 def test_remember_then_recall_finds_it_first(engine_factory):
@@ -57,7 +57,7 @@ def test_prefix_resolution_like_git(engine_factory):
 
 
 def test_ambiguous_prefix_is_refused(engine_factory, monkeypatch):
-    import memos_cli.writing as writing_module
+    import memos_cli.engine.writing as writing_module
 
     ids = iter(["abcd000000000001", "abcd000000000002"])
     monkeypatch.setattr(writing_module, "new_id", lambda: next(ids))
@@ -242,8 +242,8 @@ def test_wrong_store_key_is_detected(engine_factory, home):
 
 
 def test_newer_store_and_payload_and_export_formats_are_refused(engine_factory):
-    from memos_cli.errors import VersionError
-    from memos_cli.memory import memory_from_payload
+    from memos_cli.core.errors import VersionError
+    from memos_cli.core.memory import memory_from_payload
 
     eng = engine_factory()
     eng.remember(NewMemory("format check"))
@@ -314,7 +314,7 @@ def test_real_use_wifi_finds_wi_fi_by_its_words(engine_factory):
 
 
 def test_a_keyword_index_tokenized_by_an_older_rule_is_rebuilt(engine_factory, monkeypatch):
-    from memos_cli import keyword
+    from memos_cli.search import keyword
 
     eng = engine_factory()
     eng.remember(NewMemory("The Wi-Fi password is tulip-4471"))
@@ -331,8 +331,8 @@ def test_a_keyword_index_tokenized_by_an_older_rule_is_rebuilt(engine_factory, m
 def test_a_cold_recall_reads_the_keyword_index_once(engine_factory, monkeypatch):
     """The index read before the lock (to embed the query) is the one used under it,
     unless a write replaced the file in between; it used to be read and decrypted twice."""
-    from memos_cli import keyword
-    from memos_cli.indexing import load_keywords
+    from memos_cli.search import keyword
+    from memos_cli.engine.indexing import load_keywords
 
     engine_factory().remember(NewMemory("The Wi-Fi password is tulip-4471"))
     real, reads = keyword.KeywordIndex.load, []

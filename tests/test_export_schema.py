@@ -9,8 +9,8 @@ from importlib import resources
 import jsonschema
 import pytest
 
-from memos_cli.memory import KINDS, SOURCES, STATUSES, TIERS, Memory, Version
-from memos_cli.transfer import EXPORT_VERSION
+from memos_cli.core.memory import KINDS, SOURCES, STATUSES, TIERS, Memory, Version
+from memos_cli.core.transfer import EXPORT_VERSION
 
 
 def schema() -> dict:

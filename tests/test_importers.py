@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from memos_cli.errors import BadInputError
-from memos_cli.importers import parse, store
+from memos_cli.core.errors import BadInputError
+from memos_cli.frontends.importers import parse, store
 
 T0 = 1700000000.0  # 2023-11-14T22:13:20Z
 

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from memos_cli.engine import NewMemory
-from memos_cli.errors import WrongKeyError
+from memos_cli.core.errors import WrongKeyError
 
 
 FRUIT = ("apple", "banana", "cherry", "damson", "elderberry", "fig")
@@ -64,7 +64,7 @@ def test_passphrase_change_that_cannot_open_the_store_keeps_the_old_wrap(engine_
     eng = engine_factory()
     eng.remember(NewMemory("hello"))
     before = (home / "config/keys/default.json").read_bytes()
-    from memos_cli import keys as keys_module
+    from memos_cli.core import keys as keys_module
 
     real = keys_module.KeyStore.set_passphrase
 
@@ -167,7 +167,7 @@ def test_low_priority_keyring_is_not_trusted(engine_factory, monkeypatch):
 
 
 def test_newer_key_file_is_refused(engine_factory, home):
-    from memos_cli.errors import VersionError
+    from memos_cli.core.errors import VersionError
 
     engine_factory().remember(NewMemory("hello"))
     path = home / "config/keys/default.json"

@@ -8,10 +8,10 @@ import zlib
 
 import pytest
 
-from memos_cli import keyword
+from memos_cli.search import keyword
 from memos_cli.engine import NewMemory
-from memos_cli.errors import VersionError
-from memos_cli.sealed import open_file, seal_file
+from memos_cli.core.errors import VersionError
+from memos_cli.core.sealed import open_file, seal_file
 
 
 def _files(eng):

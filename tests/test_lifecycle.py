@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conftest import all_bytes_under
-from memos_cli import consolidation
+from memos_cli.engine import consolidation
 from memos_cli.engine import NewMemory
-from memos_cli.transfer import export_text
+from memos_cli.core.transfer import export_text
 
 START = datetime(2026, 1, 10, 9, 0, tzinfo=timezone.utc)
 
@@ -30,10 +30,10 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch):
-    import memos_cli.recall as recall_module
-    import memos_cli.state as state_module
-    import memos_cli.timeparse as timeparse_module
-    import memos_cli.writing as writing_module
+    import memos_cli.engine.recall as recall_module
+    import memos_cli.engine.state as state_module
+    import memos_cli.core.timeparse as timeparse_module
+    import memos_cli.engine.writing as writing_module
 
     fake = Clock()
     # Every engine module that reads the clock (audit events, writes, recall's access counts).
@@ -228,7 +228,7 @@ CRASH_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 from conftest import HashEmbedder
-from memos_cli import consolidation
+from memos_cli.engine import consolidation
 from memos_cli.engine import MemoryEngine
 eng = MemoryEngine(embedder=HashEmbedder())
 plan = consolidation.plan(eng)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from memos_cli import listing, records
+from memos_cli.core import listing, records
 from memos_cli.engine import NewMemory
 
 
@@ -128,7 +128,7 @@ def test_a_list_index_from_a_later_memos_is_refused(engine_factory, cli):
 
 
 def test_show_by_a_whole_id_reads_no_other_id(engine_factory, monkeypatch):
-    from memos_cli.store import ChromaStore
+    from memos_cli.core.store import ChromaStore
 
     eng = engine_factory()
     eng.remember_many([NewMemory(f"note {n}") for n in range(5)])

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from memos_cli import passphrase
-from memos_cli.errors import UsageError
+from memos_cli.core import passphrase
+from memos_cli.core.errors import UsageError
 
 SECRET = "correct horse battery staple"
 

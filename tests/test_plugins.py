@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from memos_cli import plugins
-from memos_cli.errors import ModelError
+from memos_cli.core import plugins
+from memos_cli.core.errors import ModelError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -127,7 +127,7 @@ def test_the_built_in_providers_are_registered_as_entry_points_like_any_plugin()
 
 
 def test_using_the_built_in_providers_reads_no_package_metadata():
-    code = ("import sys\nfrom memos_cli.embedding import make_embedder\nmake_embedder('local')\n"
+    code = ("import sys\nfrom memos_cli.search.embedding import make_embedder\nmake_embedder('local')\n"
             "print('importlib.metadata' in sys.modules)")
     import subprocess
 

@@ -8,7 +8,7 @@ import secrets
 import numpy as np
 
 from conftest import all_bytes_under
-from memos_cli.embedding import LocalMiniLM
+from memos_cli.search.embedding import LocalMiniLM
 from memos_cli.engine import MemoryEngine, NewMemory
 
 
@@ -108,7 +108,7 @@ def test_rotation_leaves_no_old_ciphertext(home):
 
 
 def test_keyword_index_is_sealed_and_forgets(home):
-    from memos_cli.keyword import KeywordIndex
+    from memos_cli.search.keyword import KeywordIndex
 
     eng = MemoryEngine(embedder=LocalMiniLM())
     eng.remember_many([NewMemory(f"filler note {n} about groceries") for n in range(3)])
@@ -127,7 +127,7 @@ def test_keyword_index_is_sealed_and_forgets(home):
 def test_forget_all_removes_every_file_the_profile_list_names(cli, home):
     """The one list of a profile's files (paths.ProfileFiles) is what forget --all removes,
     so a new side file cannot be left behind by being forgotten in one of five places."""
-    from memos_cli.paths import resolve_paths
+    from memos_cli.core.paths import resolve_paths
 
     assert cli("remember", "the safe's code is 4471").code == 0
     files = resolve_paths().profile_files("default")

@@ -42,7 +42,7 @@ def private_server(tmp_path_factory):
 
 @pytest.fixture
 def quick_retries(monkeypatch):
-    from memos_cli.store import Remote
+    from memos_cli.core.store import Remote
 
     monkeypatch.setattr(Remote, "RETRIES", (0.05, 0.05))
 
@@ -82,7 +82,7 @@ def holds_vector(data: bytes, vector: np.ndarray, tolerance: float = 1e-4) -> bo
 
 
 def test_the_server_never_sees_plaintext_or_unrotated_vectors(cli, remote, chroma_server):  # noqa: F811
-    from memos_cli.embedding import LocalMiniLM
+    from memos_cli.search.embedding import LocalMiniLM
     from memos_cli.engine import MemoryEngine
 
     canary = "canary-remote-7f3e my passport is in the red drawer"
@@ -170,7 +170,7 @@ def test_server_down_is_exit_7_after_retries(cli, monkeypatch, home, quick_retri
 
 def test_server_dying_mid_write_is_exit_7_and_nothing_half_written(cli, private_server, home,
                                                                    monkeypatch, quick_retries):
-    from memos_cli.store import ChromaStore
+    from memos_cli.core.store import ChromaStore
 
     monkeypatch.setenv("MEMOS_STORE", private_server.url)
     cli("remember", "written before the outage")
@@ -195,7 +195,7 @@ def test_server_dying_mid_write_is_exit_7_and_nothing_half_written(cli, private_
 
 def test_server_dying_mid_forget_is_exit_7_and_the_next_run_finishes_it(
         cli, private_server, monkeypatch, quick_retries):
-    from memos_cli.store import ChromaStore
+    from memos_cli.core.store import ChromaStore
 
     monkeypatch.setenv("MEMOS_STORE", private_server.url)
     monkeypatch.setenv("MEMOS_PROFILE", "midforget")
@@ -217,7 +217,7 @@ def test_server_dying_mid_forget_is_exit_7_and_the_next_run_finishes_it(
 
 
 def test_a_server_back_within_the_retries_loses_nothing(cli, private_server, monkeypatch):
-    from memos_cli.store import Remote
+    from memos_cli.core.store import Remote
 
     monkeypatch.setenv("MEMOS_STORE", private_server.url)
     monkeypatch.setenv("MEMOS_PROFILE", "blip")

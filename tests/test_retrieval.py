@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from memos_cli import retrieval
-from memos_cli.memory import Memory
+from memos_cli.search import retrieval
+from memos_cli.core.memory import Memory
 
 
 def test_a_memory_that_asks_a_question_ranks_below_its_answer():

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from memos_cli.engine import NewMemory
-from memos_cli.timeparse import query_period
+from memos_cli.core.timeparse import query_period
 
 DAY = (datetime(2023, 10, 13, tzinfo=timezone.utc), datetime(2023, 10, 14, tzinfo=timezone.utc))
 

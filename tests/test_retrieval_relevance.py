@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from memos_cli.engine import NewMemory
-from memos_cli.retrieval import ANOTHER_SPEAKER_DISCOUNT
+from memos_cli.search.retrieval import ANOTHER_SPEAKER_DISCOUNT
 
 
 def test_recall_scores_a_turn_by_another_speaker_lower_than_the_same_evidence(engine_factory):

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memos_cli.lifecycle import Rules, plan_consolidation
-from memos_cli.memory import Memory
-from memos_cli.sameness import anchors, same_statement
-from memos_cli.timeparse import now_utc, to_iso
+from memos_cli.core.lifecycle import Rules, plan_consolidation
+from memos_cli.core.memory import Memory
+from memos_cli.core.sameness import anchors, same_statement
+from memos_cli.core.timeparse import now_utc, to_iso
 
 PAIRS = [line.rstrip("\n").split("\t")
          for line in (Path(__file__).parent / "data" / "same_fact_pairs.tsv").open(encoding="utf-8")

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from memos_cli.errors import UsageError
-from memos_cli.timeparse import from_iso, parse_when, to_iso
+from memos_cli.core.errors import UsageError
+from memos_cli.core.timeparse import from_iso, parse_when, to_iso
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=timezone.utc)
 
@@ -53,13 +53,13 @@ def test_iso_round_trip():
      datetime(2026, 11, 1, tzinfo=timezone.utc)),
 ])
 def test_query_period(query, start, end):
-    from memos_cli.timeparse import query_period
+    from memos_cli.core.timeparse import query_period
 
     assert query_period(query, NOW) == (start, end)
 
 
 def test_query_without_time_words_has_no_period():
-    from memos_cli.timeparse import query_period
+    from memos_cli.core.timeparse import query_period
 
     assert query_period("where does my sister live", NOW) is None
     assert query_period("3 days ago I ran", NOW) == (NOW - timedelta(days=3.5),

@@ -6,7 +6,7 @@ import typer
 
 from memos_cli.cli.app import app
 from memos_cli.cli.output import err, print_json, print_table, print_tsv, stdout_is_terminal
-from memos_cli.errors import ExitCode, UsageError
+from memos_cli.core.errors import ExitCode, UsageError
 
 agent_app = typer.Typer(
     help="The resident agent: keeps the key, the store and the model open between commands.",
@@ -15,8 +15,8 @@ app.add_typer(agent_app, name="agent", rich_help_panel="Keys, backups and setup"
 
 
 def _socket():
-    from memos_cli import agent_protocol
-    from memos_cli.paths import resolve_paths
+    from memos_cli.agent import protocol as agent_protocol
+    from memos_cli.core.paths import resolve_paths
 
     if not agent_protocol.peer_check_supported():
         raise agent_protocol.AgentUnavailable(
@@ -28,9 +28,9 @@ def _socket():
 def start() -> None:
     """Start the agent now (the first memory command starts it anyway, unless
     agent.autostart is false)."""
-    from memos_cli import agent_client
-    from memos_cli.config import agent_settings
-    from memos_cli.paths import resolve_paths
+    from memos_cli.agent import client as agent_client
+    from memos_cli.core.config import agent_settings
+    from memos_cli.core.paths import resolve_paths
 
     if agent_settings(resolve_paths()).ttl <= 0:
         raise UsageError("agent.ttl is 0, which keeps no agent: set it first "
@@ -50,7 +50,7 @@ def start() -> None:
 @agent_app.command("stop")
 def stop() -> None:
     """Stop the agent: it forgets the key and closes the store at once."""
-    from memos_cli import agent_client
+    from memos_cli.agent import client as agent_client
 
     err("memos agent: stopped" if agent_client.stop(_socket()) else "memos agent: none was running")
 
@@ -58,7 +58,7 @@ def stop() -> None:
 @agent_app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Whether an agent runs, since when, what it holds; exit 3 when none runs."""
-    from memos_cli import agent_client
+    from memos_cli.agent import client as agent_client
 
     info = agent_client.control(_socket(), "status")
     if info is None:

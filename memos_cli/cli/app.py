@@ -18,9 +18,9 @@ import typer
 from typer.core import TyperArgument, TyperOption
 from typer.exceptions import TyperException
 
-from memos_cli import passphrase
+from memos_cli.core import passphrase
 from memos_cli import __version__
-from memos_cli.errors import ExitCode, MemosError
+from memos_cli.core.errors import ExitCode, MemosError
 
 app = typer.Typer(
     name="memos",

@@ -7,15 +7,15 @@ from pathlib import Path
 import typer
 
 from memos_cli.cli.app import app, engine
-from memos_cli import passphrase
+from memos_cli.core import passphrase
 from memos_cli.cli.output import err, progress
-from memos_cli.errors import UsageError
+from memos_cli.core.errors import UsageError
 
 
 @app.command(rich_help_panel="Keys, backups and setup")
 def backup(path: Path = typer.Argument(..., help="The backup file to write.")) -> None:
     """Write the whole profile to one encrypted file (passphrase: MEMOS_BACKUP_PASSPHRASE)."""
-    from memos_cli.backup import write_backup
+    from memos_cli.engine.backup import write_backup
 
     secret = passphrase.required("MEMOS_BACKUP_PASSPHRASE", "Passphrase for the backup", new=True)
     with progress("backing up") as step:
@@ -34,7 +34,7 @@ def restore(
 
     Passphrase: MEMOS_BACKUP_PASSPHRASE, or asked for on a terminal.
     """
-    from memos_cli.backup import restore as restore_backup
+    from memos_cli.engine.backup import restore as restore_backup
 
     if not path.exists():
         raise UsageError(f"no such file: {path}")

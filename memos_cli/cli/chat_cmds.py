@@ -10,7 +10,7 @@ import typer
 from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import (checked_utf8, err, print_json, read_stdin, stdin_is_terminal,
                                   stdout_is_terminal)
-from memos_cli.errors import MemosError, ModelError, UsageError
+from memos_cli.core.errors import MemosError, ModelError, UsageError
 
 HELP = """/recall Q   search your memories       /remember TEXT  store a memory
 /forget ID  forget a memory for good    /memories      what informed the last answer
@@ -35,7 +35,7 @@ def _model(eng, offline: bool, model: Optional[str], base_url: Optional[str],
     if offline:
         err("offline: no model is used; memos stores what you state and answers from memory")
         return None
-    from memos_cli.llm import chat_model
+    from memos_cli.assistant.llm import chat_model
 
     chosen = chat_model(eng.paths, {"model": model, "base_url": base_url, "preset": preset},
                         stored_key=eng.secret("llm.api_key"))
@@ -47,7 +47,7 @@ def _model(eng, offline: bool, model: Optional[str], base_url: Optional[str],
 
 def _new_session(no_learn: bool, no_memory: bool, offline: bool, model: Optional[str],
                  base_url: Optional[str], preset: Optional[str]):
-    from memos_cli.chat import ChatSession
+    from memos_cli.assistant.chat import ChatSession
 
     eng = engine()
     return eng, ChatSession(eng, _model(eng, offline, model, base_url, preset),
@@ -72,7 +72,7 @@ def chat(
 
       printf 'what do I usually order?\n' | memos chat
     """
-    from memos_cli.chat import last_session
+    from memos_cli.assistant.chat import last_session
 
     eng, session = _new_session(no_learn, no_memory, offline, model, base_url, preset)
     if continue_:
@@ -322,8 +322,8 @@ def models(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List the models the configured server offers."""
-    from memos_cli.config import llm_settings
-    from memos_cli.plugins import chat_factory
+    from memos_cli.core.config import llm_settings
+    from memos_cli.core.plugins import chat_factory
 
     eng = engine()
     flags = {"model": model, "base_url": base_url, "preset": preset}

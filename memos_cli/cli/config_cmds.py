@@ -6,7 +6,7 @@ import typer
 
 from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import err, print_json, print_table, print_tsv, read_stdin, stdout_is_terminal
-from memos_cli.errors import UsageError
+from memos_cli.core.errors import UsageError
 
 config_app = typer.Typer(help="Show and change settings (config.toml; secrets go to the vault).",
                          no_args_is_help=True)
@@ -20,7 +20,7 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     import os
 
     from memos_cli.cli.app import STATE
-    from memos_cli.config import ENV_NAMES, SECRET_KEYS, Setting, effective_settings
+    from memos_cli.core.config import ENV_NAMES, SECRET_KEYS, Setting, effective_settings
 
     eng = engine()
     # Typer fills --store from MEMOS_STORE too: it is a flag only when they differ.
@@ -50,7 +50,7 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 def config_set(key: str = typer.Argument(..., help="e.g. llm.model, llm.preset, llm.api_key"),
                value: str = typer.Argument(..., help="The value ('-' reads stdin).")) -> None:
     """Set a setting; an API key is sealed in the vault, never written to config.toml."""
-    from memos_cli.config import SECRET_KEYS, set_value
+    from memos_cli.core.config import SECRET_KEYS, set_value
 
     value = read_stdin().strip() if value == "-" else value
     eng = engine()
@@ -64,7 +64,7 @@ def config_set(key: str = typer.Argument(..., help="e.g. llm.model, llm.preset, 
 @config_app.command("unset")
 def config_unset(key: str = typer.Argument(...)) -> None:
     """Remove a setting (or a secret from the vault)."""
-    from memos_cli.config import SECRET_KEYS, unset_value
+    from memos_cli.core.config import SECRET_KEYS, unset_value
 
     eng = engine()
     if key in SECRET_KEYS:

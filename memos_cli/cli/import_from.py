@@ -10,7 +10,7 @@ from memos_cli.cli.output import err, print_json, progress
 
 def import_from(fmt: str, path: Path, dry_run: bool, as_json: bool) -> None:
     """Parse everything first (a broken input stores nothing), then store in batches."""
-    from memos_cli import importers
+    from memos_cli.frontends import importers
 
     importers.check_format(fmt)
     eng = None if dry_run else engine()
@@ -34,7 +34,7 @@ def import_from(fmt: str, path: Path, dry_run: bool, as_json: bool) -> None:
 
 
 def _kinds(counts: dict) -> str:
-    from memos_cli.memory import KINDS
+    from memos_cli.core.memory import KINDS
 
     return ", ".join(f"{counts[k]} {k}" for k in KINDS if counts.get(k)) or "none"
 
@@ -47,7 +47,7 @@ def _sources(counts: dict) -> str:
 
 def _learning_model(eng):
     """The configured chat model: with one, facts are learned as chat learns them."""
-    from memos_cli.llm import chat_model
+    from memos_cli.assistant.llm import chat_model
 
     model = chat_model(eng.paths, stored_key=eng.secret("llm.api_key"))
     err("learning facts with the configured model" if model is not None else
@@ -57,8 +57,8 @@ def _learning_model(eng):
 
 def _learn(eng, model, parsed, stored) -> int:
     """Run chat's learning step on each exchange whose episode this import added."""
-    from memos_cli import extraction
-    from memos_cli.timeparse import now_utc
+    from memos_cli.assistant import extraction
+    from memos_cli.core.timeparse import now_utc
 
     fresh = {item.source_ref for item in stored.new if item.kind == "episode"}
     learned = 0

@@ -9,9 +9,9 @@ import typer
 
 from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import err, print_json, print_table, print_tsv, progress, stdout_is_terminal
-from memos_cli import passphrase as passphrases
-from memos_cli.atomic import write_atomic
-from memos_cli.errors import BadInputError
+from memos_cli.core import passphrase as passphrases
+from memos_cli.core.atomic import write_atomic
+from memos_cli.core.errors import BadInputError
 
 key_app = typer.Typer(help="Manage the encryption key of a profile.", no_args_is_help=True)
 app.add_typer(key_app, name="key", rich_help_panel="Keys, backups and setup")

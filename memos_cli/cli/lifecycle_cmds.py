@@ -11,8 +11,8 @@ import typer
 from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import (err, print_json, print_table, print_tsv, progress,
                                   stdin_is_terminal, stdout_is_terminal)
-from memos_cli.errors import IntegrityError, MemosError, UsageError
-from memos_cli.timeparse import parse_when
+from memos_cli.core.errors import IntegrityError, MemosError, UsageError
+from memos_cli.core.timeparse import parse_when
 
 
 @app.command(rich_help_panel="Memory over time")
@@ -24,7 +24,7 @@ def consolidate(
     quiet: bool = typer.Option(False, "--quiet", hidden=True, help="For the background run."),
 ) -> None:
     """Merge what says the same thing, summarise old episodes, promote, decay and archive."""
-    from memos_cli import background
+    from memos_cli.core import background
 
     eng = engine()
     try:
@@ -39,7 +39,7 @@ def consolidate(
 
 def _consolidate(eng, dry_run: bool, yes: bool, prune: bool, as_json: bool,
                  quiet: bool) -> None:
-    from memos_cli import consolidation
+    from memos_cli.engine import consolidation
 
     eng.cause = ("consolidation (automatic, after new memories)" if quiet
                  else f"consolidation ({eng.cause})")
@@ -75,14 +75,14 @@ def _consolidate(eng, dry_run: bool, yes: bool, prune: bool, as_json: bool,
 def _model_helpers(eng):
     """With a model configured: (summariser of old episodes, judge of contradictions,
     judge of "the same fact?"); each is None without a model."""
-    from memos_cli.llm import contradiction_judge, episode_summariser, sameness_judge
+    from memos_cli.assistant.llm import contradiction_judge, episode_summariser, sameness_judge
 
     return (episode_summariser(eng.paths), contradiction_judge(eng.paths),
             sameness_judge(eng.paths))
 
 
 def _print_plan(plan, memories) -> None:
-    from memos_cli.consolidation import describe
+    from memos_cli.engine.consolidation import describe
 
     if not plan.actions:
         err("the plan is empty: nothing to merge, summarise, promote, demote or archive")
@@ -109,8 +109,9 @@ def maybe_consolidate_in_background(eng) -> None:
     It runs after the command's write committed, so it must never fail the command: a
     store busy or unreadable now only means consolidating is left for a later write.
     """
-    from memos_cli import background, consolidation
-    from memos_cli.timeparse import now_utc
+    from memos_cli.core import background
+    from memos_cli.engine import consolidation
+    from memos_cli.core.timeparse import now_utc
 
     try:
         if os.environ.get("MEMOS_NO_AUTO_CONSOLIDATE") == "1" or not consolidation.due(eng):

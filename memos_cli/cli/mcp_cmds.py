@@ -10,7 +10,7 @@ import typer
 
 from memos_cli.cli.app import STATE, app
 from memos_cli.cli.output import err
-from memos_cli.errors import UsageError
+from memos_cli.core.errors import UsageError
 
 TOKEN_ENV = "MEMOS_MCP_TOKEN"
 
@@ -35,8 +35,8 @@ def mcp(
     if read_only and (allow_forget or allow_update):
         raise UsageError("--read-only cannot be combined with --allow-forget or --allow-update")
     from memos_cli.engine import MemoryEngine
-    from memos_cli.passphrase import profile_passphrase
-    from memos_cli.mcp_server import (MemoryTools, Options, build_server, check_unlock,
+    from memos_cli.core.passphrase import profile_passphrase
+    from memos_cli.frontends.mcp_server import (MemoryTools, Options, build_server, check_unlock,
                                       serve_http, serve_stdio)
 
     # stdin is the protocol's channel: the passphrase can only come from the environment.

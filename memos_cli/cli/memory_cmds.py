@@ -10,9 +10,9 @@ from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import (err, memory_json, print_json, print_memories, print_table,
                                   print_tsv, progress, read_stdin, stdin_is_terminal,
                                   stdout_is_terminal)
-from memos_cli.errors import IntegrityError, NotFoundError, UsageError, VersionError, WrongKeyError
-from memos_cli.memory import KINDS, SHORT_ID, TIERS, Memory
-from memos_cli.timeparse import parse_when
+from memos_cli.core.errors import IntegrityError, NotFoundError, UsageError, VersionError, WrongKeyError
+from memos_cli.core.memory import KINDS, SHORT_ID, TIERS, Memory
+from memos_cli.core.timeparse import parse_when
 
 JSON = typer.Option(False, "--json", help="Print JSON.")
 KIND_HELP = f"One of: {', '.join(KINDS)}."
@@ -187,7 +187,7 @@ def update(
     as_json: bool = JSON,
 ) -> None:
     """Change a memory; the previous version is kept in its history."""
-    from memos_cli.memory import CORRECTED
+    from memos_cli.core.memory import CORRECTED
 
     new_text = read_stdin() if text == "-" else text
     if new_text is None and kind is None and tag is None and importance is None:

@@ -13,8 +13,8 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
-from memos_cli.errors import BadInputError
-from memos_cli.memory import SHORT_ID, Memory
+from memos_cli.core.errors import BadInputError
+from memos_cli.core.memory import SHORT_ID, Memory
 
 
 def stdout_is_terminal() -> bool:

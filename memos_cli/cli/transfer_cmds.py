@@ -8,10 +8,10 @@ from typing import Optional
 
 import typer
 
-from memos_cli.atomic import write_atomic
+from memos_cli.core.atomic import write_atomic
 from memos_cli.cli.app import app, engine
 from memos_cli.cli.output import err, print_json, progress, read_stdin
-from memos_cli.errors import BadInputError, UsageError
+from memos_cli.core.errors import BadInputError, UsageError
 
 
 @app.command(rich_help_panel="Memories")
@@ -22,7 +22,7 @@ def export(
 ) -> None:
     """Write every memory out in plaintext (jsonl and json re-import losslessly)."""
     from memos_cli.cli.memory_cmds import _report_damage
-    from memos_cli.transfer import export_text
+    from memos_cli.core.transfer import export_text
 
     eng = engine()
     text = export_text(eng.all_memories(), fmt)
@@ -53,7 +53,7 @@ def import_(
         from memos_cli.cli.import_from import import_from
 
         return import_from(from_, Path(source), dry_run, as_json)
-    from memos_cli.transfer import parse_import
+    from memos_cli.core.transfer import parse_import
 
     memories = parse_import(_read_source(source))
     eng = engine()

@@ -1,0 +1,69 @@
+"""Side files (vault, usage counts, keyword index) sealed under a data key, tagged with its id.
+
+A file is one JSON header line ``{"format": ..., "version": N, "key_id": ...}`` and
+the sealed payload after it. The key id says which data key sealed it, so during and
+after ``key rotate`` each file is opened with the right key, and a rotation resumed
+after a crash knows which files it already re-sealed. The id is bound into the
+seal's associated data, so changing it only makes the file fail its check. Files
+from before this format (a bare sealed blob) are opened with whichever key works.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from memos_cli.core import crypto
+from memos_cli.core.errors import IntegrityError, VersionError
+
+if TYPE_CHECKING:
+    from memos_cli.core.keys import DataKey, Unlocked
+
+
+def seal_file(fmt: str, version: int, key: DataKey, purpose: str, payload: bytes,
+              context: str, public: dict[str, str | int] | None = None) -> bytes:
+    """The bytes of a side file holding ``payload``, sealed under ``key``; ``public``
+    goes into the header, readable without the key (never anything secret)."""
+    header = json.dumps({"format": fmt, "version": version, "key_id": key.key_id,
+                         **(public or {})})
+    blob = crypto.seal(crypto.subkey(key.key, purpose), payload, f"{context}/{key.key_id}")
+    return header.encode() + b"\n" + blob
+
+
+def open_file(path: Path, blob: bytes, fmt: str, version: int, keys: Unlocked, purpose: str,
+              context: str) -> tuple[str, bytes]:
+    """(id of the key that sealed it, payload); raises IntegrityError or VersionError."""
+    if not blob.startswith(b"{"):
+        return _open_legacy(path, blob, keys, purpose, context)
+    head, _, sealed = blob.partition(b"\n")
+    try:
+        doc = json.loads(head)
+        if doc["format"] != fmt:
+            raise ValueError
+        if int(doc["version"]) > version:
+            raise VersionError(f"{path} was written by a later memos: upgrade memos")
+        key_id = str(doc["key_id"])
+    except (ValueError, TypeError, KeyError):
+        raise IntegrityError(f"{path} is damaged (its header does not read)") from None
+    key = keys.by_id(key_id)
+    if key is None:
+        raise IntegrityError(f"{path} is sealed under a key this profile does not have")
+    try:
+        return key_id, crypto.unseal(crypto.subkey(key.key, purpose), sealed,
+                                     f"{context}/{key_id}")
+    except IntegrityError:
+        raise IntegrityError(f"{path} failed its integrity check: it was altered") from None
+
+
+def _open_legacy(path: Path, blob: bytes, keys: Unlocked, purpose: str,
+                 context: str) -> tuple[str, bytes]:
+    """A file written before key ids were recorded (version 1): try each key."""
+    for key in (keys.current, keys.next):
+        if key is None:
+            continue
+        try:
+            return key.key_id, crypto.unseal(crypto.subkey(key.key, purpose), blob, context)
+        except IntegrityError:
+            continue
+    raise IntegrityError(f"{path} failed its integrity check: it was altered")
