@@ -40,6 +40,13 @@ def hermetic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(app_module, "STATE", app_module.State())
     yield home
+    if "chromadb" in sys.modules:
+        # Chroma keeps a client per store folder for the life of the process, its files
+        # open: ~11 descriptors per test's store, past select()'s limit of 1024 in a long
+        # worker (pexpect then fails). Each test's stores are closed at its end.
+        from memos_cli.core.store import ChromaStore
+
+        ChromaStore.close_all()
 
 
 def _loopback_only(monkeypatch) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -352,3 +355,18 @@ def test_a_cold_recall_reads_the_keyword_index_once(engine_factory, monkeypatch)
     assert [h.memory.text for h in replaced.recall("door code", 1, floor=0.0)] == [
         "The door code is 1234"]
     assert len(reads) > 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts descriptors in /proc")
+def test_a_long_lived_engine_keeps_no_files_open_per_foreign_write(engine_factory, home):
+    """The agent and `memos mcp` keep one engine for hours while other processes write:
+    each write made it reopen Chroma, and the old client's files stayed open (~5 per
+    write) until the process ran out of descriptors."""
+    eng = engine_factory()
+    eng.remember(NewMemory("The shed key is under the mat"))
+    eng.recall("shed key")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        (home / "data" / "store.gen").write_text(secrets.token_hex(8))  # another process wrote
+        assert eng.recall("shed key")
+    assert len(os.listdir("/proc/self/fd")) - before < 10

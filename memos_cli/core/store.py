@@ -86,13 +86,23 @@ class ChromaStore:
         """Drop in-process caches so the next call sees other processes' writes.
 
         Chroma caches one client per path for the whole process, so this also
-        closes clients other ``ChromaStore`` objects opened (they reconnect).
+        closes clients other ``ChromaStore`` objects opened (they reconnect: the
+        generation that made us reset tells them too). Closed, not only forgotten:
+        dropping Chroma's cache left each client's files open, ~5 descriptors per reset,
+        which a long-lived process (the agent, ``memos mcp``) ran out of.
         """
+        self.close_all()
+        self.disconnect()
+
+    @staticmethod
+    def close_all() -> None:
+        """Close every Chroma client of this process (their files included)."""
         if "chromadb" in sys.modules:
             from chromadb.api.shared_system_client import SharedSystemClient
 
+            for system in list(SharedSystemClient._identifier_to_system.values()):
+                system.stop()
             SharedSystemClient.clear_system_cache()
-        self.disconnect()
 
     def disconnect(self) -> None:
         """Forget this object's client and collection; the next call reconnects."""
