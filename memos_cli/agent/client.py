@@ -258,7 +258,9 @@ class _Command:
         if question["ask"] == "stdin":
             self.reading_stdin = True
             try:
-                data = _read_stdin(int(question["size"]))
+                # After a Ctrl-C the agent is stopping the command: a question that
+                # crossed it on the way gets the end of input, not a wait for a line.
+                data = b"" if self.interrupted else _read_stdin(int(question["size"]))
             except _StdinInterrupted:
                 data = b""  # the agent has the interrupt already; this ends its read
             finally:
