@@ -242,7 +242,7 @@ def run(sizes: list[int], queries: int, runs: int) -> dict:
     return results
 
 
-def run_existing(home: Path, runs: int) -> dict:
+def run_existing(home: Path, runs: int, queries: int) -> dict:
     """The cold measures on a store built before (``--existing HOME``), which is changed:
     each cold remember adds a memory. For sizes that take long to build."""
     from memos_cli.engine import MemoryEngine
@@ -251,8 +251,11 @@ def run_existing(home: Path, runs: int) -> dict:
     with MemoryEngine().unit(write=False) as work:
         assert work is not None
         size = work.store.count()
+    from bench.agent import with_agent
+
     results: dict = {"machine": machine(), "load": os.getloadavg(), "sizes": {str(size): {
-        "floors": floors(home, runs), "cold": cold_commands(runs)}}}
+        "floors": floors(home, runs), "cold": cold_commands(runs),
+        "warm_recall_ms": warm_recall(queries), "agent": with_agent(runs)}}}
     results["ratios"] = {}
     results["load_after"] = os.getloadavg()
     return results
@@ -271,7 +274,9 @@ def ratios(by_size: dict) -> dict:
 def render(result: dict) -> str:
     rows = []
     for size, r in result["sizes"].items():
-        if "import_per_s" not in r:  # --existing: the cold measures only
+        if "import_per_s" not in r:  # --existing: no build, no cold-recall breakdown
+            rows.append([size, "-", r["warm_recall_ms"]["p50"], r["warm_recall_ms"]["p95"],
+                         "-", "-", "-"])
             continue
         rows.append([size, r["import_per_s"], r["warm_recall_ms"]["p50"], r["warm_recall_ms"]["p95"],
                      r["cold_recall"]["wall_s"], r["bytes_per_memory"],
@@ -313,7 +318,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.existing:
-        result = run_existing(args.existing.resolve(), args.runs)
+        result = run_existing(args.existing.resolve(), args.runs, args.queries)
     else:
         result = run([int(s) for s in args.sizes.split(",")], args.queries, args.runs)
     print(json.dumps(result, indent=2) if args.json else render(result))
