@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,12 +59,20 @@ def _run_session(commands: list[str], tmp_path: Path) -> list[tuple[int, list[st
     shim.chmod(0o755)
     marker = "@@memos-readme-end"
     script = "".join(f"{command}\necho \"{marker} $?\"\n" for command in commands)
-    env = dict(os.environ, PATH=f"{shim.parent}:{os.environ['PATH']}",
-               PYTHONPATH=str(ROOT))
+    # As a user runs them: with the resident agent (in a private runtime folder, as
+    # short as a socket's path must be), stopped at the end.
+    run_dir = tempfile.mkdtemp(prefix="ma", dir="/tmp")
+    env = {name: value for name, value in os.environ.items() if name != "MEMOS_NO_AGENT"}
+    env.update(PATH=f"{shim.parent}:{os.environ['PATH']}", PYTHONPATH=str(ROOT),
+               XDG_RUNTIME_DIR=run_dir)
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
-    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env,
-                          cwd=work, timeout=600)
+    try:
+        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env,
+                              cwd=work, timeout=600)
+    finally:
+        subprocess.run([str(shim), "agent", "stop"], env=env, capture_output=True, timeout=60)
+        shutil.rmtree(run_dir, ignore_errors=True)
     results, lines = [], []
     for line in done.stdout.splitlines():
         if line.startswith(marker):
