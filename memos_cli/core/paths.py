@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from memos_cli.core.errors import UsageError
 
@@ -23,8 +22,7 @@ KEYWORD_DELTA_SUFFIX = ".delta"  # the keyword index's delta file: its base's na
 _PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):
     """All the places memos reads and writes, for one installation."""
 
     data_dir: Path
@@ -86,8 +84,7 @@ class Paths:
         return ProfileFiles(self, profile)
 
 
-@dataclass(frozen=True)
-class ProfileFiles:
+class ProfileFiles(NamedTuple):
     """The one list of the files a profile owns beside its Chroma collection, grouped by
     what each job does with them (SECURITY.md's file table says what each holds).
 
