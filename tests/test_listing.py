@@ -151,3 +151,19 @@ def test_forgetting_while_the_list_index_is_stale_removes_it(engine_factory):
     (eng.paths.data_dir / "store.gen").write_text("another-write-unseen-by-the-index")
     engine_factory().forget([doomed.id])
     assert not path.exists()
+
+
+def test_rows_added_by_a_long_lived_engine_are_written_as_a_fresh_index_would_be(engine_factory):
+    """The agent's engine keeps each column's written form and adds only new rows to it:
+    the result must be exactly what encoding every row afresh gives, and read back."""
+    eng = engine_factory()
+    for n in range(4):
+        eng.remember(NewMemory(f"note {n}"))  # each remember appends to the kept form
+    rows = eng.listing.current(eng.unlock(), _generation(eng))
+    assert rows is not None and len(rows.ids) == 4
+    fresh = listing.Columns(*(list(getattr(rows, name)) for name in listing.FIELDS))
+    for name in listing.FIELDS:
+        assert rows.written(name) == fresh.written(name)
+    reread = engine_factory()
+    again = reread.listing.current(reread.unlock(), _generation(reread))
+    assert again is not None and again.ids == rows.ids and again.created == rows.created
