@@ -8,6 +8,7 @@ import json
 import pytest
 
 from memos_cli.core import listing, records
+from memos_cli.core.errors import NotFoundError
 from memos_cli.engine import NewMemory
 
 
@@ -167,3 +168,16 @@ def test_rows_added_by_a_long_lived_engine_are_written_as_a_fresh_index_would_be
     reread = engine_factory()
     again = reread.listing.current(reread.unlock(), _generation(reread))
     assert again is not None and again.ids == rows.ids and again.created == rows.created
+
+
+def test_a_write_that_changes_no_row_keeps_the_list_index_current(engine_factory):
+    """Every write takes a new generation; one that changed no row (a memory already
+    stored, an id that is not there) must stamp the index anew, or the next `list -n`
+    opens every memory (13 s at 100k)."""
+    eng = engine_factory()
+    eng.remember(NewMemory("The gate code is 4417"))
+    eng.remember(NewMemory("The gate code is 4417"))  # already stored: nothing is added
+    with pytest.raises(NotFoundError):
+        eng.forget(["ffffffff"])
+    fresh = engine_factory()
+    assert fresh.listing.current(fresh.unlock(), _generation(fresh)) is not None

@@ -52,6 +52,7 @@ class ChromaStore:
         self.path, self.profile, self.remote = path, profile, remote
         self._client: Any = None
         self._collection: Any = None
+        self.row_writes = 0  # calls that changed rows: a write session that made none changed none
 
     def sibling(self, profile: str) -> "ChromaStore":
         """A store for another collection name in the same place (local or remote), over
@@ -152,6 +153,7 @@ class ChromaStore:
     def add(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[dict]) -> None:
         if not ids:
             return
+        self.row_writes += 1
         for start in range(0, len(ids), PAGE):
             end = start + PAGE
             self.collection.add(ids=list(ids[start:end]), embeddings=vectors[start:end],
@@ -159,6 +161,7 @@ class ChromaStore:
 
     def update(self, ids: Sequence[str], metas: Sequence[dict],
                vectors: np.ndarray | None = None) -> None:
+        self.row_writes += 1
         for start in range(0, len(ids), PAGE):
             end = start + PAGE
             self.collection.update(
@@ -239,6 +242,7 @@ class ChromaStore:
 
     def drop(self) -> None:
         """Delete the whole collection, its segment folders and its freed pages."""
+        self.row_writes += 1
         if self.exists():
             try:
                 self._connect().delete_collection(collection_name(self.profile))
@@ -280,6 +284,7 @@ class ChromaStore:
 
     def restore(self, src: Path) -> None:
         """Put back the files a ``snapshot`` copied."""
+        self.row_writes += 1
         self.reset()
         shutil.rmtree(self.path, ignore_errors=True)
         shutil.copytree(src, self.path)

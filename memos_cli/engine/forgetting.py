@@ -13,7 +13,6 @@ from memos_cli.engine.indexing import keyword_index, save_keywords
 from memos_cli.core.memory import Memory
 from memos_cli.engine.opening import journal, locked, reindex_store, session
 from memos_cli.engine.reading import resolve
-from memos_cli.engine.writing import listed
 from memos_cli.core.records import RecordCodec
 from memos_cli.engine.state import ProfileState
 
@@ -37,7 +36,7 @@ def forget(s: ProfileState, ids: Sequence[str], *, cascade: bool = True) -> int:
         index.remove(doomed)
         s.damaged = [i for i in s.damaged if i not in set(doomed)]  # gone for good
         save_keywords(s)
-        listed(s, removed=doomed)
+        s.listed(removed=doomed)
         return len(doomed)
 
 

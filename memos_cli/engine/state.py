@@ -197,6 +197,13 @@ class ProfileState:
         _SEEN_GENERATION[shared] = current
         self.generation = current
 
+    def listed(self, **change: Any) -> None:
+        """Keep the list index current through a write of this process (see listing.py):
+        ``added``, ``updated`` or ``removed`` memories, or none (a write that changed no row)."""
+        if self.store.remote is None:
+            self.listing.changed(self.unlocked_keys(), self.generation_before, self.generation,
+                                 **change)
+
     def bump_generation(self) -> None:
         self.generation_before = self.generation
         token = secrets.token_hex(8)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -126,7 +126,7 @@ def _add_rows(s: ProfileState, codec: RecordCodec, memories: list[Memory], vecto
         s.store.set_meta(meta)
         s.new_since_consolidation = meta["new_since_consolidation"]
         s.audit(action, ids)
-    listed(s, added=memories)
+    s.listed(added=memories)
 
 
 def new_memory(item: NewMemory, now: str) -> Memory:
@@ -215,7 +215,7 @@ def modify(s: ProfileState, codec: RecordCodec, memory_id: str,
     if memory.text != before:
         index.replace(memory.id, tokenize(memory.text))
         save_keywords(s)
-    listed(s, updated=[memory])
+    s.listed(updated=[memory])
     s.audit(_ACTIONS_BY_REASON.get(reason, "updated"), [memory.id])
     return memory
 
@@ -255,9 +255,3 @@ def end_validity(memory: Memory) -> None:
 _ACTIONS_BY_REASON = {"update": "updated", CORRECTED: "updated", "superseded": "superseded",
                       "invalidated": "invalidated", "merged": "merged", "archived": "archived",
                       "promoted": "promoted", "demoted": "demoted", "summarised": "summarised"}
-
-
-def listed(s: ProfileState, **change: Any) -> None:
-    """Keep the list index current through a write of this process (see core/listing.py)."""
-    if s.store.remote is None:
-        s.listing.changed(s.unlocked_keys(), s.generation_before, s.generation, **change)
