@@ -26,8 +26,10 @@ from bench._report import machine, table, temporary_home
 from bench.scale import QUERIES, build
 
 MEMOS = [sys.executable, "-m", "memos_cli"]
+RUN = os.urandom(4).hex()
 COMMANDS = {"recall": lambda n: ["recall", QUERIES[n % len(QUERIES)]],
-            "remember": lambda n: ["remember", f"Bench note {n}: the locker code is {1000 + n}"],
+            # A new text in every run of the bench: a text already stored is not added again.
+            "remember": lambda n: ["remember", f"Bench note {n} ({RUN}): the locker code is {n}"],
             "list -n 10": lambda n: ["list", "-n", "10"]}
 TARGETS = {"recall": 0.15, "remember": 0.2, "list -n 10": 0.2}  # x import chromadb (issue 12)
 
