@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._report import machine, table, temporary_home
-from bench.scale import QUERIES, build
+from bench.scale import QUERIES, build, quiet_env
 
 MEMOS = [sys.executable, "-m", "memos_cli"]
 RUN = os.urandom(4).hex()
@@ -36,9 +36,11 @@ TARGETS = {"recall": 0.15, "remember": 0.2, "list -n 10": 0.2}  # x import chrom
 
 def wall(argv: list[str], agent: bool = True) -> float:
     """Whole-process wall time of ``argv``, with the agent allowed or not (the caller's
-    MEMOS_NO_AGENT, which the test suite sets, is overridden either way)."""
-    env = {k: v for k, v in os.environ.items() if k != "MEMOS_NO_AGENT"}
-    env.update(MEMOS_NO_AUTO_CONSOLIDATE="1", **({} if agent else {"MEMOS_NO_AGENT": "1"}))
+    MEMOS_NO_AGENT, which the test suite sets, is overridden either way), as scale.py runs
+    its cold commands (``quiet_env``)."""
+    env = quiet_env()
+    if agent:
+        del env["MEMOS_NO_AGENT"]
     started = time.perf_counter()
     subprocess.run(argv, check=False, capture_output=True, env=env)
     return time.perf_counter() - started

@@ -101,6 +101,14 @@ def connect(path: Path) -> socket.socket | None:
     return sock
 
 
+def listening(path: Path) -> bool:
+    """Whether an agent answers at ``path`` (the connection is closed again)."""
+    sock = connect(path)
+    if sock is not None:
+        sock.close()
+    return sock is not None
+
+
 def start(path: Path) -> socket.socket | None:
     """Start the agent that listens at ``path`` and connect to it; None if it did not come up.
     One client starts it while the others wait on the start lock, then connect."""
@@ -158,11 +166,7 @@ def _start_lock(path: Path) -> Iterator[None]:
 
 def _wait_until_gone(path: Path, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sock = connect(path)
-        if sock is None:
-            return
-        sock.close()
+    while listening(path) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 

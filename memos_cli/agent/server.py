@@ -30,6 +30,7 @@ from typing import Any
 from memos_cli.agent import protocol as wire
 from memos_cli.core import blas
 from memos_cli.agent.channel import Channel
+from memos_cli.agent.client import listening
 from memos_cli.core.atomic import file_identity
 from memos_cli.core.config import AGENT_TTL, duration
 
@@ -83,7 +84,7 @@ class Agent:
         listener.bind(str(temporary))
         os.chmod(temporary, 0o600)
         listener.listen(64)
-        if _listening(self.path):
+        if listening(self.path):
             temporary.unlink()
             raise SystemExit(0)  # another agent got here first: it serves
         os.replace(temporary, self.path)
@@ -262,10 +263,9 @@ class _Engines:
         return env, tuple(file_identity(path) for path in files)
 
 
-def _code_state() -> list[tuple[str, int, int]]:
+def _code_state() -> list[tuple[str, tuple[int, int, int] | None]]:
     package = Path(__file__).resolve().parent.parent  # all of memos_cli
-    return [(str(source), source.stat().st_size, source.stat().st_mtime_ns)
-            for source in sorted(package.rglob("*.py"))]
+    return [(str(source), file_identity(source)) for source in sorted(package.rglob("*.py"))]
 
 
 def _read_per_command(name: str) -> bool:
@@ -275,17 +275,6 @@ def _read_per_command(name: str) -> bool:
     return "PASSPHRASE" in name or name.startswith("MEMOS_LLM_") or name in (
         "MEMOS_DEBUG", "MEMOS_AGENT_TTL", "MEMOS_LOCK_TIMEOUT", "MEMOS_TEST_FAILPOINT",
         "MEMOS_NO_AUTO_CONSOLIDATE")
-
-
-def _listening(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
 
 
 def main(argv: list[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from memos_cli.cli.app import app
+from memos_cli.agent.protocol import AgentUnavailable
 from memos_cli.cli.output import err, print_json, print_table, print_tsv, stdout_is_terminal
 from memos_cli.core.errors import ExitCode, UsageError
 
@@ -19,7 +20,7 @@ def _socket():
     from memos_cli.core.paths import resolve_paths
 
     if not agent_protocol.peer_check_supported():
-        raise agent_protocol.AgentUnavailable(
+        raise AgentUnavailable(
             "this system cannot tell who connects to a socket, so memos runs no agent here")
     return agent_protocol.socket_path(resolve_paths())
 
@@ -40,7 +41,7 @@ def start() -> None:
     if running is None:
         sock = agent_client.start(path)
         if sock is None:
-            raise agent_client.wire.AgentUnavailable("the agent did not start")
+            raise AgentUnavailable("the agent did not start")
         sock.close()
         running = agent_client.control(path, "status")
     if running is not None:
