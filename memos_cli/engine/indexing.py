@@ -29,10 +29,10 @@ def keyword_index(s: ProfileState) -> KeywordIndex:
 
 
 def load_keywords(s: ProfileState, take: bool = False) -> KeywordIndex | None:
-    """The saved keyword index, or None. Decrypting and decompressing it grows with the
-    store, so one read before the lock (``recall.query_vector``) serves the locked use
-    that follows (``take``), unless a write replaced the file in between: files are
-    replaced whole, never changed in place, so a new file has a new identity."""
+    """The saved keyword index, or None. Unsealing it grows with the store, so one read
+    before the lock (``recall.query_vector``) serves the locked use that follows
+    (``take``), unless a write replaced the file in between: files are replaced whole,
+    never changed in place, so a new file has a new identity."""
     path = s.paths.keyword_file(s.profile)
     identity = keyword.identity(path)
     if identity is None:
@@ -70,7 +70,7 @@ def appendable(s: ProfileState, adding: int) -> KeywordIndex | None:
         return None
     index = KeywordIndex.for_append(s.paths.keyword_file(s.profile), s.unlocked_keys(),
                                     s.keyword_context, adding)
-    return index if index is not None and len(index) == s.store.count() else None
+    return index if index is not None and _index_matches(s, index) else None
 
 
 def entry(memory: Memory) -> Entry:
