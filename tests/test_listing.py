@@ -181,3 +181,127 @@ def test_a_write_that_changes_no_row_keeps_the_list_index_current(engine_factory
         eng.forget(["ffffffff"])
     fresh = engine_factory()
     assert fresh.listing.current(fresh.unlock(), _generation(fresh)) is not None
+
+
+# --- the base and its delta ---------------------------------------------------------------
+
+
+def _files(eng):
+    return eng.paths.listing_file(eng.profile), eng.paths.listing_delta_file(eng.profile)
+
+
+def test_a_remember_rewrites_the_delta_and_never_unseals_the_base(engine_factory, monkeypatch):
+    """What makes a remember at 100k cheap: the 3 MB base is neither read nor written."""
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"note {n}") for n in range(20)])
+    base, delta = _files(eng)
+    before = base.read_bytes()
+
+    def unsealed(self, keys):
+        raise AssertionError("the base was unsealed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(listing.ListIndex, "_read_base", unsealed)
+        for n in range(3):
+            engine_factory().remember(NewMemory(f"later note {n}"))  # a new process each
+    assert base.read_bytes() == before and delta.exists()
+    fresh = engine_factory()
+    assert [m.text for m in fresh.list(limit=4)] == [
+        "later note 2", "later note 1", "later note 0", "note 19"]
+    assert fresh.listing.current(fresh.unlock(), _generation(fresh)) is not None
+
+
+def test_a_full_delta_is_written_into_the_base(engine_factory, monkeypatch):
+    monkeypatch.setattr(listing, "DELTA_MAX", 3)
+    eng = engine_factory()
+    base, delta = _files(eng)
+    for n in range(8):
+        engine_factory().remember(NewMemory(f"note {n}"))
+        rows = engine_factory()
+        current = rows.listing.current(rows.unlock(), _generation(rows))
+        assert current is not None and len(current.ids) == n + 1
+    assert len(listing.Columns.decode(_payload(eng, base))[0].ids) > 3  # folded at least once
+    for limit in (1, 5, 8):
+        assert _ids(engine_factory().list(limit=limit)) == _ids(engine_factory().list()[:limit])
+
+
+def _payload(eng, path, fmt=listing.FORMAT, version=listing.FILE_VERSION, context=None):
+    from memos_cli.core.sealed import open_file
+
+    return open_file(path, path.read_bytes(), fmt, version, eng.unlock(), listing.PURPOSE,
+                     context or f"listing/{eng.profile}")[1]
+
+
+def test_forgetting_a_memory_in_the_delta_leaves_its_id_in_no_file(engine_factory):
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"note {n}") for n in range(3)])
+    doomed = engine_factory().remember(NewMemory("in the delta only")).memory
+    base, delta = _files(eng)
+    assert doomed.id in _payload(eng, delta, listing.DELTA_FORMAT, listing.DELTA_FILE_VERSION,
+                                 f"listing/{eng.profile}/delta").decode()
+    engine_factory().forget([doomed.id])
+    assert not delta.exists() and doomed.id not in _payload(eng, base).decode()
+    assert doomed.id not in _ids(engine_factory().list(limit=10))
+
+
+def test_a_delta_left_from_an_older_base_is_ignored(engine_factory):
+    """A crash after a new base and before the old delta's removal cannot happen (the
+    delta goes first), but a delta copied back from elsewhere names another base."""
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"note {n}") for n in range(3)])
+    doomed = engine_factory().remember(NewMemory("to be forgotten")).memory
+    base, delta = _files(eng)
+    old_delta = delta.read_bytes()
+    engine_factory().forget([doomed.id])
+    delta.write_bytes(old_delta)
+    assert doomed.id not in _ids(engine_factory().list(limit=10))
+    fresh = engine_factory()
+    rows = fresh.listing.current(fresh.unlock(), _generation(fresh))
+    assert rows is not None and doomed.id not in rows.ids
+
+
+def test_a_header_that_does_not_match_its_sealed_base_is_not_trusted(engine_factory):
+    """The base's stamp is readable without the key; what is sealed inside decides."""
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"note {n}") for n in range(3)])
+    base, _delta = _files(eng)
+    (eng.paths.data_dir / "store.gen").write_text("a-write-the-index-did-not-see")
+    head, _, sealed = base.read_bytes().partition(b"\n")
+    doc = json.loads(head)
+    doc["gen"] = "a-write-the-index-did-not-see"
+    base.write_bytes(json.dumps(doc).encode() + b"\n" + sealed)
+    other = engine_factory()
+    assert other.listing.current(other.unlock(), _generation(other)) is None
+    assert [m.text for m in other.list(limit=5)] == ["note 2", "note 1", "note 0"]
+
+
+def test_a_version_1_list_index_is_read_and_rewritten_as_version_2(engine_factory):
+    from memos_cli.core.sealed import seal_file
+
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"note {n}") for n in range(3)])
+    base, delta = _files(eng)
+    rows = listing.Columns(*(list(c) for c in eng.listing.current(
+        eng.unlock(), _generation(eng)).columns()))
+    keys = eng.unlock()
+    old = rows.encode(gen=_generation(eng))  # version 1: the stamp sealed, no token
+    base.write_bytes(seal_file(listing.FORMAT, 1, keys.current, listing.PURPOSE, old,
+                               f"listing/{eng.profile}"))
+    delta.unlink(missing_ok=True)
+    fresh = engine_factory()
+    assert fresh.listing.current(fresh.unlock(), _generation(fresh)) is not None
+    fresh.remember(NewMemory("after the upgrade"))
+    assert json.loads(base.read_bytes().partition(b"\n")[0])["version"] == listing.FILE_VERSION
+    assert [m.text for m in engine_factory().list(limit=2)] == ["after the upgrade", "note 2"]
+
+
+def test_a_list_delta_from_a_later_memos_is_refused(engine_factory, cli):
+    assert cli("remember", "note").code == 0
+    assert cli("remember", "another note").code == 0
+    _base, delta = _files(engine_factory())
+    head, _, sealed = delta.read_bytes().partition(b"\n")
+    doc = json.loads(head)
+    doc["version"] = listing.DELTA_FILE_VERSION + 1
+    delta.write_bytes(json.dumps(doc).encode() + b"\n" + sealed)
+    result = cli("list", "-n", "3")
+    assert result.code != 0 and "upgrade memos" in result.err and "Traceback" not in result.err

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the agent's client imports this module: only what it needs 
     from typing import Mapping
 
 DEFAULT_PROFILE = "default"
-KEYWORD_DELTA_SUFFIX = ".delta"  # the keyword index's delta file: its base's name + this
+DELTA_SUFFIX = ".delta"  # an index's delta file (keyword, list): its base's name + this
 _PROFILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
@@ -62,10 +62,13 @@ class Paths(NamedTuple):
         return self.data_dir / f"{profile}.keywords"
 
     def keyword_delta_file(self, profile: str) -> Path:
-        return self.data_dir / f"{profile}.keywords{KEYWORD_DELTA_SUFFIX}"
+        return self.data_dir / f"{profile}.keywords{DELTA_SUFFIX}"
 
     def listing_file(self, profile: str) -> Path:
         return self.data_dir / f"{profile}.listing"
+
+    def listing_delta_file(self, profile: str) -> Path:
+        return self.data_dir / f"{profile}.listing{DELTA_SUFFIX}"
 
     def audit_file(self, profile: str) -> Path:
         return self.data_dir / f"{profile}.audit"
@@ -107,6 +110,7 @@ class ProfileFiles(NamedTuple):
         return {"keywords": self.paths.keyword_file(self.profile),
                 "keywords-delta": self.paths.keyword_delta_file(self.profile),
                 "listing": self.paths.listing_file(self.profile),
+                "listing-delta": self.paths.listing_delta_file(self.profile),
                 "audit": self.paths.audit_file(self.profile),
                 "vault": self.paths.vault_file(self.profile),
                 "usage": self.paths.usage_file(self.profile)}
@@ -119,7 +123,8 @@ class ProfileFiles(NamedTuple):
     @property
     def derived(self) -> list[Path]:
         """Indexes derived from the rows (keyword index, list index): rebuilt when missing."""
-        return [self.sealed[name] for name in ("keywords", "keywords-delta", "listing")]
+        return [self.sealed[name] for name in ("keywords", "keywords-delta", "listing",
+                                                  "listing-delta")]
 
     @property
     def backed_up(self) -> dict[str, Path]:

@@ -91,7 +91,9 @@ class ProfileState:
         self.cause = "library"  # what the audit trail names as the cause of changes
         self.audit_log = AuditLog(self.paths.audit_file(self.profile), f"audit/{self.profile}")
         self.usage = UsageLog(self.paths.usage_file(self.profile), f"usage/{self.profile}")
-        self.listing = ListIndex(self.paths.listing_file(self.profile), f"listing/{self.profile}")
+        self.listing = ListIndex(self.paths.listing_file(self.profile),
+                                 self.paths.listing_delta_file(self.profile),
+                                 f"listing/{self.profile}")
         self.generation_before: str | None = None  # before this process's last write began
 
     # --- the embedder ---------------------------------------------------------------------

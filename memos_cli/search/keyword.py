@@ -32,7 +32,7 @@ import numpy as np
 
 from memos_cli.core.atomic import file_identity, write_atomic
 from memos_cli.core.errors import IntegrityError, VersionError
-from memos_cli.core.paths import KEYWORD_DELTA_SUFFIX
+from memos_cli.core.paths import DELTA_SUFFIX
 from memos_cli.core.sealed import open_file, seal_file
 
 if TYPE_CHECKING:
@@ -335,7 +335,7 @@ class _Appending(KeywordIndex):
 
 def delta_path(path: Path) -> Path:
     """The delta file beside the base file ``path`` (paths.Paths.keyword_delta_file)."""
-    return path.with_name(path.name + KEYWORD_DELTA_SUFFIX)
+    return path.with_name(path.name + DELTA_SUFFIX)
 
 
 def identity(path: Path) -> tuple[tuple[int, int, int] | None, ...] | None:
