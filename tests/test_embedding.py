@@ -56,6 +56,29 @@ def test_a_model_file_with_the_wrong_hash_is_refused(monkeypatch):
         LocalMiniLM().embed(["x"])
 
 
+def test_a_model_loaded_in_the_background_gives_the_same_vectors(minilm):
+    """prepare() loads the model in a thread (a cold command imports Chroma meanwhile)."""
+    texts = ["where does my sister live", "My sister Ana lives in Lisbon"]
+    early = LocalMiniLM()
+    early.prepare()
+    loader = early._loader
+    assert loader is not None and loader.name == "memos-model-load"
+    early.prepare()  # a second call starts nothing more
+    assert early._loader is loader
+    assert np.abs(early.embed(texts) - minilm.embed(texts)).max() < 1e-6
+    assert not loader.is_alive() and early._loader is None
+
+
+def test_a_background_load_that_fails_fails_the_embed_that_waits_on_it(monkeypatch):
+    monkeypatch.setattr(embedding, "MODEL_SHA256", "0" * 64)
+    model = LocalMiniLM()
+    model.prepare()
+    with pytest.raises(IntegrityError, match="sha256"):
+        model.embed(["x"])
+    with pytest.raises(IntegrityError, match="sha256"):  # and again: nothing half-loaded
+        model.embed(["x"])
+
+
 def test_importing_the_module_loads_no_heavy_library():
     code = ("import sys, memos_cli.search.embedding\n"
             "print([m for m in ('onnxruntime', 'tokenizers', 'openai') if m in sys.modules])")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import typer
 from typer.core import TyperArgument, TyperOption
@@ -142,9 +143,30 @@ def _register_commands() -> None:
     from memos_cli.cli import mcp_cmds, agent_cmds  # noqa: F401
 
 
-def run(argv: list[str] | None = None) -> None:
+def run(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the app and exit with the documented exit code."""
-    sys.exit(invoke(argv))
+    _exit_now(invoke(argv))
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process once what a finished command leaves to do is done: other threads
+    joined, output flushed, Chroma's clients stopped (as the interpreter's teardown
+    would). The rest of that teardown (a thousand modules, onnxruntime's session,
+    Chroma's cache of vectors freed piece by piece) does nothing a command needs, and
+    took 0.15-0.25 s of a cold `memos recall` at 100k memories (1.4 s in all)."""
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the reader went away (| head), or it is closed
+            pass
+    if "memos_cli.core.store" in sys.modules:
+        from memos_cli.core.store import ChromaStore
+
+        ChromaStore.close_all()
+    os._exit(code)
 
 
 def invoke(argv: list[str] | None = None) -> int:

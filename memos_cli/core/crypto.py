@@ -57,11 +57,12 @@ def seal(key: bytes, plaintext: bytes, context: str) -> bytes:
     return bytes([SEAL_VERSION]) + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
 
-def unseal(key: bytes, blob: bytes, context: str) -> bytes:
+def unseal(key: bytes, blob: bytes | memoryview, context: str) -> bytes:
     """Inverse of :func:`seal`; any tampering or wrong key raises ``IntegrityError``."""
     if len(blob) < 1 + NONCE_BYTES + 16 or blob[0] != SEAL_VERSION:
         raise IntegrityError("a stored record failed its integrity check")
-    nonce, body = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
+    view = memoryview(blob)  # no copy of the body (the keyword index is 35 MB at 100k)
+    nonce, body = bytes(view[1 : 1 + NONCE_BYTES]), view[1 + NONCE_BYTES :]
     try:
         return AESGCM(key).decrypt(nonce, body, _aad(context))
     except InvalidTag:

@@ -36,7 +36,9 @@ def open_file(path: Path, blob: bytes, fmt: str, version: int, keys: Unlocked, p
     """(id of the key that sealed it, payload); raises IntegrityError or VersionError."""
     if not blob.startswith(b"{"):
         return _open_legacy(path, blob, keys, purpose, context)
-    head, _, sealed = blob.partition(b"\n")
+    cut = blob.find(b"\n")  # (not partition: that copies the sealed part, 35 MB at 100k)
+    head = blob if cut < 0 else blob[:cut]
+    sealed = memoryview(blob)[len(blob) if cut < 0 else cut + 1:]
     try:
         doc = json.loads(head)
         if doc["format"] != fmt:

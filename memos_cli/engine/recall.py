@@ -37,6 +37,7 @@ def recall(s: ProfileState, query: str, limit: int = 10, *, where: Filter | None
         raise UsageError("--limit must be at least 1")
     keep = where or Filter(**filters)
     floor = s.recall_floor if floor is None else floor
+    s.start_embedder()
     vector = _query_vector(s, query)
     # Counting accesses changes metadata only: other processes need not reload.
     with session(s, write=False) as codec:

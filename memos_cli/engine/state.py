@@ -104,6 +104,15 @@ class ProfileState:
             self._embedder = _shared_embedder(self._embedding_settings())
         return self._embedder
 
+    def start_embedder(self) -> None:
+        """Start the embedder loading its model in the background, if it can, and import
+        Chroma meanwhile: the two longest steps of a cold command, overlapped (see
+        ``LocalMiniLM.prepare``). Nothing waits on the store lock for either."""
+        prepare = getattr(self.embedder, "prepare", None)
+        if prepare is not None:
+            prepare()
+        self.store.preload()
+
     def _embedding_settings(self) -> EmbeddingSettings:
         """The configured embedder; an endpoint's API key from the environment, else from
         the vault (``config set embedding.api_key``), else OPENAI_API_KEY."""

@@ -58,6 +58,8 @@ def remember_many(s: ProfileState, items: Sequence[NewMemory]) -> list[RememberR
     """Store several memories at once; exact repeats of stored texts are not added."""
     now = to_iso(now_utc())
     memories = [new_memory(item, now) for item in items]
+    if memories:
+        s.start_embedder()
     vectors = s.embedder.embed([m.text for m in memories]) if memories else None
     if vectors is not None:
         warm(s, vectors.shape[1])

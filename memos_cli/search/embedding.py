@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -60,6 +61,34 @@ class LocalMiniLM:
         self.threads = threads
         self._session: Any = None
         self._tokenizer: Any = None
+        self._loader: threading.Thread | None = None
+        self._load_error: BaseException | None = None
+
+    def prepare(self) -> None:
+        """Start loading the model in a thread, for ``embed`` to wait on: a cold command
+        then imports Chroma (0.5 s, under the GIL) while ONNX Runtime builds its session
+        (0.2 s, without the GIL) and the model file is checked (hashlib releases it too)."""
+        if self._session is None and self._loader is None:
+            self._loader = threading.Thread(target=self._load_in_thread,
+                                            name="memos-model-load")
+            self._loader.start()
+
+    def _load_in_thread(self) -> None:
+        try:
+            self._load()
+            self._run(self._tokenizer.encode_batch(["warm up"]))  # a first run costs 50 ms more
+        except BaseException as exc:  # handed to the caller of embed
+            self._load_error = exc
+
+    def _ready(self) -> None:
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            loader.join()
+            error, self._load_error = self._load_error, None
+            if error is not None:
+                raise error
+        if self._session is None:
+            self._load()
 
     def _load(self) -> None:
         model_path = _model_path()
@@ -87,8 +116,7 @@ class LocalMiniLM:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self._session is None:
-            self._load()
+        self._ready()
         encodings = self._tokenizer.encode_batch(list(texts))
         # Batch texts of similar length together so little padding is computed.
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))

@@ -356,7 +356,7 @@ def _current(doc: dict[str, Any]) -> bool:
 def _header_version(blob: bytes) -> int:
     if not blob.startswith(b"{"):
         return 1
-    return int(json.loads(blob.partition(b"\n")[0])["version"])
+    return int(json.loads(blob[:blob.find(b"\n")])["version"])  # (partition copies 35 MB)
 
 
 # The arrays a base file holds, with the type each is stored as (all whole numbers:
