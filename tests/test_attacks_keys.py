@@ -314,6 +314,29 @@ def test_attack_18_a_torn_last_append_is_dropped_not_damage(cli, home):
     assert audit.code == 0 and len(json.loads(audit.out)) == 4
 
 
+def test_an_append_reads_only_the_ends_of_a_long_trail(engine_factory, home, monkeypatch):
+    """The chain needs the last line alone: an append must not read (and split) the
+    whole trail, which grows with every write, and must find the last line however
+    long it is (an import of 3000 ids is one 60 KB line, longer than one read)."""
+    from memos_cli.core import audit
+
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"note {n}") for n in range(3000)])
+    path = home / "data/default.audit"
+
+    def whole(self):
+        raise AssertionError("the whole trail was read")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(audit.AuditLog, "_raw", whole)
+        engine_factory().remember(NewMemory("after a long line"))
+        path.write_bytes(path.read_bytes() + b"a2.deadbeef.AAAA")  # and a torn append
+        engine_factory().remember(NewMemory("after a torn one"))
+    fresh = engine_factory()
+    assert [len(e.ids) for e in fresh.audit()] == [3000, 1, 1]
+    assert fresh.audit_log.damaged == 0
+
+
 def _legacy_line(key: bytes, event: Event, context: str = "audit/default") -> bytes:
     from dataclasses import asdict
 
