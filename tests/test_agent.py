@@ -347,10 +347,15 @@ def test_the_agent_writes_no_plaintext_and_keeps_no_log(agent, cli_proc, home):
 
 def test_the_client_imports_no_heavy_module(agent, cli_proc):
     assert cli_proc("remember", "light client").code == 0
-    probe = ("import atexit, sys\n"
+    # Reported at exit: the client's sys.exit runs atexit; an in-process command's
+    # os._exit (cli.app.run: no interpreter teardown) does not, so it reports first.
+    probe = ("import atexit, os, sys\n"
              "heavy = ('chromadb', 'numpy', 'onnxruntime', 'typer', 'rich', 'openai')\n"
-             "atexit.register(lambda: sys.stderr.write('HEAVY=' + ','.join(\n"
-             "    m for m in heavy if m in sys.modules) + '\\n'))\n"
+             "report = lambda: sys.stderr.write('HEAVY=' + ','.join(\n"
+             "    m for m in heavy if m in sys.modules) + '\\n')\n"
+             "atexit.register(report)\n"
+             "real_exit = os._exit\n"
+             "os._exit = lambda code: (report(), sys.stderr.flush(), real_exit(code))\n"
              "sys.argv = ['memos'] + sys.argv[1:]\n"
              "from memos_cli.__main__ import main\n"
              "main()\n")

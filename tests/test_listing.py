@@ -284,13 +284,17 @@ def test_a_version_1_list_index_is_read_and_rewritten_as_version_2(engine_factor
     rows = listing.Columns(*(list(c) for c in eng.listing.current(
         eng.unlock(), _generation(eng)).columns()))
     keys = eng.unlock()
-    old = rows.encode(gen=_generation(eng))  # version 1: the stamp sealed, no token
+    doc = json.loads(rows.encode(gen=_generation(eng)))  # version 1: no token, no tags
+    del doc["tags"]
+    old = json.dumps(doc).encode()
     base.write_bytes(seal_file(listing.FORMAT, 1, keys.current, listing.PURPOSE, old,
                                f"listing/{eng.profile}"))
     delta.unlink(missing_ok=True)
     fresh = engine_factory()
     assert fresh.listing.current(fresh.unlock(), _generation(fresh)) is not None
+    assert fresh.listing.tagged(_generation(fresh)) is None  # its tags are unknown: ask Chroma
     fresh.remember(NewMemory("after the upgrade"))
+    assert not fresh.remember(NewMemory("note 1")).created
     assert json.loads(base.read_bytes().partition(b"\n")[0])["version"] == listing.FILE_VERSION
     assert [m.text for m in engine_factory().list(limit=2)] == ["after the upgrade", "note 2"]
 
@@ -305,3 +309,54 @@ def test_a_list_delta_from_a_later_memos_is_refused(engine_factory, cli):
     delta.write_bytes(json.dumps(doc).encode() + b"\n" + sealed)
     result = cli("list", "-n", "3")
     assert result.code != 0 and "upgrade memos" in result.err and "Traceback" not in result.err
+
+
+# --- text tags: exact duplicates found without Chroma's lookup by metadata ------------------
+
+
+def _no_metadata_lookup(monkeypatch):
+    from memos_cli.core.store import ChromaStore
+
+    def find(self, where):
+        raise AssertionError("asked Chroma by metadata")
+
+    monkeypatch.setattr(ChromaStore, "find", find)
+
+
+def test_a_warm_engine_finds_duplicates_in_the_list_index(engine_factory, monkeypatch):
+    """What the agent does between commands (keep_warm): a remember then looks its text
+    up among the list index's tags, not with Chroma's lookup that reads every row."""
+    eng = engine_factory()
+    eng.remember_many([NewMemory(f"The locker code is {n}") for n in range(20)])
+    eng.keep_warm()
+    with monkeypatch.context() as patched:
+        _no_metadata_lookup(patched)
+        assert not eng.remember(NewMemory("The locker code is 7")).created
+        assert eng.remember(NewMemory("The locker code is 70")).created  # a look-alike
+        assert not eng.remember(NewMemory("The locker code is 70")).created  # the tag just added
+        results = eng.remember_many([NewMemory("The locker code is 3"), NewMemory("new one"),
+                                     NewMemory("new one")])
+        assert [r.created for r in results] == [False, True, False]
+    texts = [m.text for m in engine_factory().all_memories()]
+    assert len(texts) == 22 and len(set(texts)) == 22
+
+
+def test_a_text_stored_by_another_process_is_a_duplicate_for_a_warm_engine(engine_factory):
+    warm = engine_factory()
+    warm.remember_many([NewMemory(f"note {n}") for n in range(5)])
+    warm.keep_warm()
+    assert warm.listing.tagged(_generation(warm)) is not None
+    engine_factory().remember(NewMemory("The gate code is 4417"))  # another process
+    assert not warm.remember(NewMemory("The gate code is 4417")).created
+    assert [m.text for m in engine_factory().all_memories()].count("The gate code is 4417") == 1
+
+
+def test_an_edit_changes_the_tag_the_list_index_holds(engine_factory, monkeypatch):
+    eng = engine_factory()
+    kept = eng.remember(NewMemory("The wifi password is tulip-42")).memory
+    eng.remember_many([NewMemory(f"note {n}") for n in range(3)])
+    eng.update(kept.id, "The wifi password is orchid-17")
+    eng.keep_warm()
+    _no_metadata_lookup(monkeypatch)
+    assert eng.remember(NewMemory("The wifi password is tulip-42")).created  # no longer stored
+    assert not eng.remember(NewMemory("The wifi password is orchid-17")).created

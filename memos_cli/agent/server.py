@@ -180,6 +180,8 @@ class Agent:
                 self._engines.settle()
         self.served += 1
         channel.done({"code": code})
+        if self._engines is not None:
+            self._engines.keep_warm()  # the client has its answer: this is idle time
 
     def _keep_serving(self) -> bool:
         """Take the idle time the user's settings give now; False (and stop) at 0. A config
@@ -246,6 +248,17 @@ class _Engines:
             _before, engine = self._open[where]
             self._open[where] = (self._opened_with(where[0], where[1]), engine)
         self._used.clear()
+
+    def keep_warm(self) -> None:
+        """Let each engine that holds its key read ahead what the next command needs. A
+        file that does not read now is the next command's to report."""
+        from memos_cli.core.errors import MemosError
+
+        for _opened_with, engine in self._open.values():
+            try:
+                engine.keep_warm()
+            except (MemosError, OSError):
+                pass
 
     def held(self) -> list[dict[str, Any]]:
         return [{"profile": where[1], "store": where[2] or "local", "unlocked": engine.holds_key}

@@ -1,8 +1,11 @@
 """The list index: what `memos list -n N` sorts and filters on, so that it decrypts only
 the N memories it prints.
 
-Per profile, per memory in storage order: its id, when it was recorded, and its status,
-tier and kind: nothing derived from its text. It is derived data, like the keyword
+Per profile, per memory in storage order: its id, when it was recorded, its status, tier
+and kind, and its text tag (the keyed hash Chroma's metadata holds too, which finds an
+exact duplicate: a long-lived process that holds the index looks a remembered text up
+here instead of asking Chroma, whose lookup by metadata reads every row: 7-10 ms at
+100k). Nothing that gives the text back. It is derived data, like the keyword
 index, and like it is kept in two sealed files: a base, and a delta holding the rows
 added since (at most ``DELTA_MAX``), so that a `remember` rewrites the delta alone: at
 100k memories the base is 3 MB, and sealing and writing it was the largest cost of a
@@ -24,7 +27,7 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple, Sequence
 
 from memos_cli.core.atomic import write_atomic
 from memos_cli.core.errors import IntegrityError, VersionError
@@ -42,6 +45,9 @@ PURPOSE = "listing/v1"
 DELTA_MAX = 1000  # rows the delta holds before they are written into the base
 FIELDS = {"ids": "id", "created": "created_at", "status": "status", "tier": "tier",
           "kind": "kind"}  # column: the Memory attribute it holds
+COLUMNS = (*FIELDS, "tags")  # and each memory's text tag, which the caller gives
+
+Tagger = Callable[["Memory"], str]  # a memory's text tag (RecordCodec.text_tag of its text)
 
 
 @dataclass
@@ -53,25 +59,27 @@ class Columns:
     status: list[str] = field(default_factory=list)
     tier: list[str] = field(default_factory=list)
     kind: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
     # Each column as it is written (the body of a JSON string), kept up to date by
     # ``append``: when a long-lived process (the agent) writes the base again, it
     # encodes only the rows added since, not 100k of them (20 ms at 100k).
     _written: dict[str, str] = field(default_factory=dict, repr=False, compare=False,
                                      init=False)
 
-    def append(self, memories: Sequence["Memory"]) -> None:
-        self.extend([[getattr(m, attribute) for m in memories] for attribute in FIELDS.values()])
+    def append(self, memories: Sequence["Memory"], tag: Tagger) -> None:
+        self.extend([*([getattr(m, attribute) for m in memories] for attribute in FIELDS.values()),
+                     [tag(m) for m in memories]])
 
     def extend(self, columns: Sequence[list[str]]) -> None:
-        """Add rows given as one list per field, in ``FIELDS`` order."""
-        for name, values in zip(FIELDS, columns):
+        """Add rows given as one list per column, in ``COLUMNS`` order."""
+        for name, values in zip(COLUMNS, columns):
             column = getattr(self, name)
             if name in self._written and values:
                 self._written[name] += ("\\n" if column else "") + _json_body("\n".join(values))
             column.extend(values)
 
     def columns(self) -> list[list[str]]:
-        return [getattr(self, name) for name in FIELDS]
+        return [getattr(self, name) for name in COLUMNS]
 
     def written(self, name: str) -> str:
         """Column ``name`` joined by newlines, as the body of a JSON string."""
@@ -84,7 +92,7 @@ class Columns:
 
     def encode(self, **stamp: str) -> bytes:
         """The rows as a JSON object, with ``stamp``'s fields beside them."""
-        columns = ",".join(f'"{name}":"{self.written(name)}"' for name in FIELDS)
+        columns = ",".join(f'"{name}":"{self.written(name)}"' for name in COLUMNS)
         fields = "".join(f"{json.dumps(k)}:{json.dumps(v)}," for k, v in stamp.items())
         return f'{{{fields}"count":{len(self.ids)},{columns}}}'.encode()
 
@@ -93,7 +101,8 @@ class Columns:
         """(rows, the whole document) of what ``encode`` wrote."""
         doc = json.loads(payload)
         count = int(doc["count"])
-        columns = [str(doc[name]).split("\n") if count else [] for name in FIELDS]
+        doc.setdefault("tags", "\n" * (count - 1))  # version 1 held no tags: "" (unknown)
+        columns = [str(doc[name]).split("\n") if count else [] for name in COLUMNS]
         if any(len(column) != count for column in columns):
             raise ValueError("columns of different lengths")
         return cls(*columns), doc
@@ -119,6 +128,7 @@ class ListIndex:
         self._head: _Head | None = None
         self._delta = Columns()  # the rows added since the base
         self._all: Columns | None = None  # base and delta, once the base is unsealed
+        self._by_tag: dict[str, list[str]] | None = None  # ids by text tag, once asked for
         self._stamp: str | None = None  # the generation base and delta are current for
         self._loaded = False
 
@@ -129,8 +139,21 @@ class ListIndex:
             return None
         return self._rows(keys)
 
+    def tagged(self, *generations: str | None) -> dict[str, list[str]] | None:
+        """Ids by text tag, if the index is in memory (this never reads it), current for
+        one of ``generations`` and knows every row's tag (a version 1 index did not
+        hold them); else None: the store is to be asked."""
+        if self._all is None or self._stamp not in [g or "" for g in generations]:
+            return None
+        if self._by_tag is None:
+            by_tag: dict[str, list[str]] = {}
+            for memory_id, tag in zip(self._all.ids, self._all.tags):
+                by_tag.setdefault(tag, []).append(memory_id)
+            self._by_tag = by_tag
+        return None if "" in self._by_tag else self._by_tag
+
     def changed(self, keys: "Unlocked", before: str | None, now: str | None, *,
-                added: Sequence["Memory"] = (), updated: Sequence["Memory"] = (),
+                tag: Tagger, added: Sequence["Memory"] = (), updated: Sequence["Memory"] = (),
                 removed: Iterable[str] = ()) -> None:
         """Record a write made under generation ``now``, if the index was current just
         before it (generation ``before``) or already records an earlier part of it."""
@@ -144,7 +167,7 @@ class ListIndex:
         if not (gone or fresh) and self._head.token is not None \
                 and self._head.key_id == key.key_id \
                 and len(self._delta.ids) + len(added) <= DELTA_MAX:
-            self._append(key, added, now or "")
+            self._append(key, added, tag, now or "")
             return
         rows = self._rows(keys)
         if rows is None:
@@ -156,15 +179,16 @@ class ListIndex:
                 if memory_id in fresh:
                     for name, attribute in FIELDS.items():
                         getattr(rows, name)[n] = getattr(fresh[memory_id], attribute)
-        rows.append(added)
+                    rows.tags[n] = tag(fresh[memory_id])
+        rows.append(added, tag)
         self._write_base(key, rows, now or "")
 
-    def rebuild(self, keys: "Unlocked", generation: str | None,
-                memories: Sequence["Memory"]) -> None:
+    def rebuild(self, keys: "Unlocked", generation: str | None, memories: Sequence["Memory"],
+                tag: Tagger) -> None:
         """Write the index afresh from every memory, in storage order, unless current."""
         if self.current(keys, generation) is None:
             rows = Columns()
-            rows.append(memories)
+            rows.append(memories, tag)
             self._write_base(keys.next or keys.current, rows, generation or "")
 
     def drop(self) -> None:
@@ -175,17 +199,22 @@ class ListIndex:
 
     # --- writing --------------------------------------------------------------------
 
-    def _append(self, key: "DataKey", added: Sequence["Memory"], stamp: str) -> None:
+    def _append(self, key: "DataKey", added: Sequence["Memory"], tag: Tagger,
+                stamp: str) -> None:
         """Add rows by rewriting the delta alone."""
         assert self._head is not None and self._head.token is not None
-        self._delta.append(added)
+        start = len(self._delta.ids)
+        self._delta.append(added, tag)
         payload = self._delta.encode(base=self._head.token, gen=stamp)
         if not self._seal(self.delta_path, DELTA_FORMAT, DELTA_FILE_VERSION, key, payload,
                           self.context + "/delta"):
             return
         self._stamp = stamp
         if self._all is not None:
-            self._all.append(added)
+            self._all.extend([column[start:] for column in self._delta.columns()])
+        if self._by_tag is not None:
+            for memory_id, memory_tag in zip(self._delta.ids[start:], self._delta.tags[start:]):
+                self._by_tag.setdefault(memory_tag, []).append(memory_id)
 
     def _write_base(self, key: "DataKey", rows: Columns, stamp: str) -> None:
         """Write every row as the base, and no delta."""
@@ -198,7 +227,7 @@ class ListIndex:
         if self._seal(self.path, FORMAT, FILE_VERSION, key, payload, self.context,
                       {"token": token, "gen": stamp}):
             self._head, self._stamp, self._loaded = _Head(key.key_id, token, stamp), stamp, True
-            self._delta, self._all = Columns(), rows
+            self._delta, self._all, self._by_tag = Columns(), rows, None
 
     def _seal(self, path: Path, fmt: str, version: int, key: "DataKey", payload: bytes,
               context: str, public: dict[str, str | int] | None = None) -> bool:

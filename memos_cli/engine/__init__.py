@@ -276,6 +276,11 @@ class MemoryEngine:
                     if shown is not None]
         return memories[:limit] if limit else memories
 
+    def keep_warm(self) -> None:
+        """Between commands of a long-lived process (the agent): read the keyword and list
+        indexes ahead, so the next command does not (see ``reading.keep_warm``)."""
+        reading.keep_warm(self._state)
+
     def all_memories(self) -> builtins.list[Memory]:
         """Every memory that opens, oldest first; damaged ones are noted in ``damaged``.
 

@@ -143,7 +143,7 @@ def _open_store(s: ProfileState, create: bool) -> RecordCodec | None:
             return None
         s.store.create(store_meta(s.unlocked.current, s.embed_meta()))
         if s.store.remote is None:  # an empty store's list index: current from the start
-            s.listing.rebuild(s.unlocked, s.generation, [])
+            s.listing.rebuild(s.unlocked, s.generation, [], s.text_tag)
     meta = s.store.meta()
     _check_store(s, meta)
     s.codec = s.new_codec(meta)

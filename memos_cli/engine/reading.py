@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from memos_cli.core.audit import Event
 from memos_cli.core.errors import NotFoundError, UsageError
 from memos_cli.core.memory import ID_HEX, Memory
+from memos_cli.engine.indexing import load_keywords
 from memos_cli.engine.opening import session
 from memos_cli.engine.state import ProfileState
 from memos_cli.core.timeparse import from_iso
@@ -23,9 +24,25 @@ def all_memories(s: ProfileState) -> list[Memory]:
             return []
         memories = [m for _row, m in s.open_rows(codec, s.store.scan())]
         if s.store.remote is None:  # (other machines write a server's rows unseen)
-            s.listing.rebuild(s.unlocked_keys(), s.generation, memories)
+            s.listing.rebuild(s.unlocked_keys(), s.generation, memories, s.text_tag)
     memories.sort(key=lambda m: m.created_at)
     return memories
+
+
+def keep_warm(s: ProfileState) -> None:
+    """Read what the next command would otherwise read itself: the keyword index (read
+    ahead) and, if current, the list index with its text tags (which spare a remember
+    Chroma's lookup by metadata). For a long-lived process that holds the key, between
+    commands. Only files replaced atomically are read, without the store lock (a
+    command waiting for it is not kept waiting); the next command's session checks
+    under the lock that what was read is still current, as it does for any cache."""
+    if s.unlocked is None or s.store.remote is not None:
+        return  # (unlocking may ask for a passphrase: never here)
+    s.refresh_if_stale()
+    if s.keywords is None and s.read_ahead is None:
+        load_keywords(s)
+    s.listing.current(s.unlocked_keys(), s.generation)
+    s.listing.tagged(s.generation)
 
 
 def show(s: ProfileState, ref: str) -> Memory:

@@ -213,7 +213,12 @@ class ProfileState:
         ``added``, ``updated`` or ``removed`` memories, or none (a write that changed no row)."""
         if self.store.remote is None:
             self.listing.changed(self.unlocked_keys(), self.generation_before, self.generation,
-                                 **change)
+                                 tag=self.text_tag, **change)
+
+    def text_tag(self, memory: Memory) -> str:
+        """The keyed hash of a memory's text that its row carries (exact duplicates)."""
+        assert self.codec is not None, "tags are taken inside a session"
+        return self.codec.text_tag(memory.text)
 
     def bump_generation(self) -> None:
         self.generation_before = self.generation
