@@ -113,6 +113,7 @@ def create_key(s: ProfileState, check_store: bool = True) -> Unlocked:
 def warm(s: ProfileState, dim: int) -> None:
     """Unlock, and derive the vector rotation for ``dim``, before taking the lock:
     a passphrase prompt and a QR decomposition are not for other processes to wait on."""
+    s.rotations_ready()
     if s.unlock() is not None:
         for key in (s.unlocked_keys().current, s.unlocked_keys().next):
             if key is not None:

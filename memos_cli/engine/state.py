@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
@@ -95,6 +96,7 @@ class ProfileState:
                                  self.paths.listing_delta_file(self.profile),
                                  f"listing/{self.profile}")
         self.generation_before: str | None = None  # before this process's last write began
+        self._rotating: threading.Thread | None = None  # see start_embedder
 
     # --- the embedder ---------------------------------------------------------------------
 
@@ -105,13 +107,27 @@ class ProfileState:
         return self._embedder
 
     def start_embedder(self) -> None:
-        """Start the embedder loading its model in the background, if it can, and import
-        Chroma meanwhile: the two longest steps of a cold command, overlapped (see
-        ``LocalMiniLM.prepare``). Nothing waits on the store lock for either."""
+        """Start in the background what a command that embeds needs and no other process
+        waits on: the embedding model (``LocalMiniLM.prepare``) and the key's vector
+        rotation (a QR decomposition, which numpy runs without the GIL), while Chroma is
+        imported (0.5 s, under the GIL). Unlocking comes first: a passphrase is asked for
+        before anything slow starts."""
         prepare = getattr(self.embedder, "prepare", None)
         if prepare is not None:
             prepare()
+        dim = int(self.embedder.dim or 0)  # (an endpoint's is known after its first reply)
+        if dim and self._rotating is None and self.unlock() is not None:
+            keys = [k for k in (self.unlocked_keys().current, self.unlocked_keys().next) if k]
+            self._rotating = threading.Thread(target=_rotations, args=(keys, dim),
+                                              name="memos-rotation")
+            self._rotating.start()
         self.store.preload()
+
+    def rotations_ready(self) -> None:
+        """Wait for the rotation ``start_embedder`` began, if any."""
+        if self._rotating is not None:
+            self._rotating.join()
+            self._rotating = None
 
     def _embedding_settings(self) -> EmbeddingSettings:
         """The configured embedder; an endpoint's API key from the environment, else from
@@ -275,6 +291,11 @@ def read_text(path: Any) -> str | None:
 _EMBEDDERS: dict[tuple, Any] = {}
 # The store generation this process's Chroma client has seen, per Chroma folder.
 _SEEN_GENERATION: dict[str, str | None] = {}
+
+
+def _rotations(keys: list[DataKey], dim: int) -> None:
+    for key in keys:
+        key.rotation(dim)  # cached on the key
 
 
 def _shared_embedder(settings: EmbeddingSettings) -> Any:
