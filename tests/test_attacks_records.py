@@ -126,17 +126,29 @@ def test_a_forgotten_damaged_memory_leaves_the_engines_damage_list(cli):
     assert eng.damaged == []
 
 
-def test_attack_16_a_copied_digest_does_not_pass_for_a_duplicate(engine_factory):
+@pytest.mark.parametrize("warm", [False, True], ids=["asks Chroma", "list index in memory"])
+def test_attack_16_a_copied_digest_does_not_pass_for_a_duplicate(engine_factory, warm):
+    """A new process looks the digest up in Chroma, finds the altered row and reports it
+    damaged; a long-lived one (the agent) looks it up in its list index, where the tags
+    come from opened texts: either way the new text is stored, and the altered row is
+    damage at its next read."""
     eng = engine_factory()
     other = eng.remember(NewMemory("the boat is moored at pier 7")).memory
     gone = eng.remember(NewMemory("the alarm code is 4471")).memory
     digest = eng.store.get([gone.id])[0].meta["h"]  # seen by an attacker before the forget
     eng.forget([gone.id])
-    eng.store.update([other.id], [{"h": digest}])
-    again = eng.remember(NewMemory("the alarm code is 4471"))
+    eng.store.update([other.id], [{"h": digest}])  # behind memos' back: no new generation
+    writer = eng if warm else engine_factory()
+    if warm:
+        writer.keep_warm()
+        generation = (writer.paths.data_dir / "store.gen").read_text()
+        assert writer.listing.tagged(generation) is not None
+    again = writer.remember(NewMemory("the alarm code is 4471"))
     assert again.created and again.memory.id != other.id
-    assert other.id in eng.damaged
-    assert [m.text for m in engine_factory().list()] == ["the alarm code is 4471"]
+    assert (other.id in writer.damaged) is not warm  # (warm: the row was not read)
+    reader = engine_factory()
+    assert [m.text for m in reader.list()] == ["the alarm code is 4471"]
+    assert other.id in reader.damaged
 
 
 def test_attack_16_swapped_vectors_are_detected(engine_factory):
