@@ -11,6 +11,8 @@ from before this format (a bare sealed blob) are opened with whichever key works
 from __future__ import annotations
 
 import json
+import mmap
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,13 +33,23 @@ def seal_file(fmt: str, version: int, key: DataKey, purpose: str, payload: bytes
     return header.encode() + b"\n" + blob
 
 
-def open_file(path: Path, blob: bytes, fmt: str, version: int, keys: Unlocked, purpose: str,
-              context: str) -> tuple[str, bytes]:
+def map_file(path: Path) -> bytes | mmap.mmap:
+    """A large side file's bytes for ``open_file``, mapped rather than read: unsealing
+    then reads the page cache itself, not a copy of it made first (18 of 36 ms for the
+    35 MB keyword index of 100k memories). Raises FileNotFoundError."""
+    with path.open("rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)  # (keeps its own fd)
+
+
+def open_file(path: Path, blob: bytes | mmap.mmap, fmt: str, version: int, keys: Unlocked,
+              purpose: str, context: str) -> tuple[str, bytes]:
     """(id of the key that sealed it, payload); raises IntegrityError or VersionError."""
-    if not blob.startswith(b"{"):
-        return _open_legacy(path, blob, keys, purpose, context)
+    if blob[:1] != b"{":
+        return _open_legacy(path, bytes(blob), keys, purpose, context)
     cut = blob.find(b"\n")  # (not partition: that copies the sealed part, 35 MB at 100k)
-    head = blob if cut < 0 else blob[:cut]
+    head = blob[:] if cut < 0 else blob[:cut]  # (bytes, also of a mapped file)
     sealed = memoryview(blob)[len(blob) if cut < 0 else cut + 1:]
     try:
         doc = json.loads(head)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import re
 import secrets
 import zlib
@@ -33,7 +34,7 @@ import numpy as np
 from memos_cli.core.atomic import file_identity, write_atomic
 from memos_cli.core.errors import IntegrityError, VersionError
 from memos_cli.core.paths import DELTA_SUFFIX
-from memos_cli.core.sealed import open_file, seal_file
+from memos_cli.core.sealed import map_file, open_file, seal_file
 
 if TYPE_CHECKING:
     from memos_cli.core.keys import Unlocked
@@ -236,7 +237,7 @@ class KeywordIndex:
         """The saved index, or None if there is none or it cannot be used (rebuild then).
         A file of the previous format (version 2) is read, and rewritten at the next save."""
         try:
-            blob = path.read_bytes()
+            blob = map_file(path)
         except FileNotFoundError:
             return None
         try:
@@ -353,8 +354,8 @@ def _current(doc: dict[str, Any]) -> bool:
     return version == INDEX_VERSION
 
 
-def _header_version(blob: bytes) -> int:
-    if not blob.startswith(b"{"):
+def _header_version(blob: bytes | mmap.mmap) -> int:
+    if blob[:1] != b"{":
         return 1
     return int(json.loads(blob[:blob.find(b"\n")])["version"])  # (partition copies 35 MB)
 
