@@ -135,3 +135,25 @@ def test_forget_all_removes_every_file_the_profile_list_names(cli, home):
     assert cli("forget", "--all", "--yes").code == 0
     assert [p for p in files.everything if p.exists()] == []
     assert [p.name for p in (home / "data").iterdir() if p.name.startswith("default.")] == []
+
+
+def test_a_forget_by_a_real_process_leaves_nothing(cli_proc, home):
+    """The memos process ends with os._exit (no interpreter teardown, Chroma's clients
+    not stopped): what it wrote must be complete and what it forgot gone all the same."""
+    canary = _canary()
+    assert cli_proc("remember", "--lines", input="\n".join(
+        f"filler memory number {n} about the garden" for n in range(5))).code == 0
+    made = cli_proc("remember", canary)
+    assert made.code == 0
+    memory_id = made.out.strip()
+    eng = MemoryEngine(embedder=LocalMiniLM())
+    row = eng.store.get([memory_id], with_vectors=True)[0]
+    sealed = row.meta["c"].encode()
+    needles = [canary.encode(), b"purple-otter", sealed[:40], sealed[-40:],
+               *_vector_fragments(row.vector), memory_id.encode()]
+    eng.store.close_all()
+    assert _traces(home, needles[2:4]) != []  # the test can see the row before
+    assert cli_proc("forget", memory_id, "--yes").code == 0
+    assert _traces(home, needles) == []
+    listed = cli_proc("list")
+    assert listed.code == 0 and len(listed.out.splitlines()) == 5

@@ -150,10 +150,14 @@ def run(argv: list[str] | None = None) -> NoReturn:
 
 def _exit_now(code: int) -> NoReturn:
     """End the process once what a finished command leaves to do is done: other threads
-    joined, output flushed, Chroma's clients stopped (as the interpreter's teardown
-    would). The rest of that teardown (a thousand modules, onnxruntime's session,
-    Chroma's cache of vectors freed piece by piece) does nothing a command needs, and
-    took 0.15-0.25 s of a cold `memos recall` at 100k memories (1.4 s in all)."""
+    joined, output flushed. The interpreter's teardown (a thousand modules, onnxruntime's
+    session, Chroma's clients and their cache of vectors freed piece by piece) does
+    nothing a command needs, and took 0.2-0.3 s of a cold command at 100k memories.
+
+    Chroma's clients are not stopped either: every write has reached its files when its
+    call returns (memos survives a kill at any point; see the journal), and a forget
+    flushes and compacts before it returns (SECURITY.md). What stopping a client does
+    besides, trimming Chroma's log of writes already applied, the next process does."""
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
@@ -162,10 +166,6 @@ def _exit_now(code: int) -> NoReturn:
             stream.flush()
         except (OSError, ValueError):  # the reader went away (| head), or it is closed
             pass
-    if "memos_cli.core.store" in sys.modules:
-        from memos_cli.core.store import ChromaStore
-
-        ChromaStore.close_all()
     os._exit(code)
 
 
