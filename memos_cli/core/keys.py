@@ -44,6 +44,10 @@ class DataKey:
     key: bytes
     _rotations: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
+    def has_rotation(self, dim: int) -> bool:
+        """Whether the rotation for ``dim`` is derived already (``rotation`` is then free)."""
+        return dim in self._rotations
+
     def rotation(self, dim: int) -> np.ndarray:
         if dim not in self._rotations:
             self._rotations[dim] = crypto.rotation_matrix(self.key, dim)

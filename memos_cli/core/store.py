@@ -38,7 +38,6 @@ class Row:
     id: str
     meta: dict[str, Any]
     vector: np.ndarray | None = None
-    distance: float | None = None
 
 
 def collection_name(profile: str) -> str:
@@ -203,16 +202,16 @@ class ChromaStore:
                 return ids
             offset += PAGE
 
-    def query(self, vector: np.ndarray, n: int) -> list[Row]:
-        """The ``n`` nearest rows; callers keep ``n`` within the row count."""
+    def nearest(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """The ids of the ``n`` nearest rows and their distances; callers keep ``n`` within
+        the row count. Rows themselves are read with ``get``: Chroma's query spends 7 of
+        its 8 ms at 100k memories reading the metadata of 50 results, which a ``get`` of
+        the same ids reads in 1."""
         if n <= 0:
             return []
         got = self.collection.query(query_embeddings=vector.reshape(1, -1), n_results=n,
-                                    include=["metadatas", "distances", "embeddings"])
-        # The vectors come back so each can be checked against its record (its tag).
-        return [Row(id=i, meta=m, vector=np.asarray(v), distance=d) for i, m, v, d in
-                zip(got["ids"][0], got["metadatas"][0], got["embeddings"][0],
-                    got["distances"][0])]
+                                    include=["distances"])
+        return list(zip(got["ids"][0], (float(d) for d in got["distances"][0])))
 
     # --- deletion that leaves nothing behind ---------------------------------------
 

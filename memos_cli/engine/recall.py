@@ -113,14 +113,19 @@ def _first_hits(s: ProfileState, codec: RecordCodec, ranked: list[Candidate],
 def _fuse(s: ProfileState, query: np.ndarray, ids: list[str], keyword_scores: np.ndarray,
           coverage: tuple[np.ndarray, np.ndarray], want: int) -> list[Candidate]:
     """Candidates from both retrievers, best first by fused rank."""
-    rows = {row.id: row for row in s.store.query(query, min(want, len(ids)))}
-    cosine = {i: 1.0 - float(row.distance or 0.0) for i, row in rows.items()}  # query rows
+    nearest = s.store.nearest(query, min(want, len(ids)))
+    cosine = {i: 1.0 - distance for i, distance in nearest}
     position = keyword_index(s).positions()
     top_words = [ids[n] for n in top(keyword_scores, want) if keyword_scores[n] > 0]
-    for row in s.store.get([i for i in top_words if i not in rows], with_vectors=True):
-        rows[row.id] = row
-        assert row.vector is not None  # asked for with_vectors
-        cosine[row.id] = float(np.dot(row.vector, query))  # rotation keeps dot products
+    # One read of both retrievers' rows, with their vectors: each is checked against its
+    # record when opened, and a row found by its words alone gets its cosine from it.
+    wanted = [i for i, _distance in nearest] + [i for i in top_words if i not in cosine]
+    got = {row.id: row for row in s.store.get(wanted, with_vectors=True)}
+    rows = {i: got[i] for i in wanted if i in got}  # (in this order: the ties' order)
+    for i, row in rows.items():
+        if i not in cosine:
+            assert row.vector is not None  # asked for with_vectors
+            cosine[i] = float(np.dot(row.vector, query))  # rotation keeps dot products
     order = list(rows)
     dense = zscore(np.array([cosine[i] for i in order]))
     words = zscore(np.array([keyword_scores[position[i]] if i in position else 0.0

@@ -117,10 +117,12 @@ class ProfileState:
             prepare()
         dim = int(self.embedder.dim or 0)  # (an endpoint's is known after its first reply)
         if dim and self._rotating is None and self.unlock() is not None:
-            keys = [k for k in (self.unlocked_keys().current, self.unlocked_keys().next) if k]
-            self._rotating = threading.Thread(target=_rotations, args=(keys, dim),
-                                              name="memos-rotation")
-            self._rotating.start()
+            keys = [k for k in (self.unlocked_keys().current, self.unlocked_keys().next)
+                    if k is not None and not k.has_rotation(dim)]
+            if keys:  # (a long-lived engine has them: no thread, no wait for the GIL)
+                self._rotating = threading.Thread(target=_rotations, args=(keys, dim),
+                                                  name="memos-rotation")
+                self._rotating.start()
         self.store.preload()
 
     def rotations_ready(self) -> None:
