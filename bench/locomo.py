@@ -20,7 +20,10 @@ the share of own-store questions whose evidence (found in the top 10 at floor 0)
 still shown above the floor. ``--floors`` adds other floors to compare.
 
     python bench/locomo.py [--data PATH] [--json] [--conversations N] [--questions N]
-                           [--floors 0.25,0.35]
+                           [--floors 0.25,0.35] [--embedder local|e5|e5-sym]
+
+``--embedder`` swaps the built-in MiniLM for another offline model (bench/embedders.py),
+for memos and the dense baseline alike.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import embedders
 from bench._report import machine, percentiles_ms, table, temporary_home
-from memos_cli.search.embedding import LocalMiniLM
 from memos_cli.core.config import RECALL_FLOOR
 from memos_cli.engine import MemoryEngine, NewMemory
 from memos_cli.search.keyword import K1, B, tokenize
@@ -218,9 +221,9 @@ class PlainBM25:
 
 
 def run(data: Path, conversations: int | None, question_cap: int | None,
-        turn_cap: int | None, floors: tuple[float, ...] = ()) -> dict:
+        turn_cap: int | None, floors: tuple[float, ...] = (), embedder_name: str = "local") -> dict:
     samples = json.loads(data.read_text())[:conversations]
-    embedder = LocalMiniLM()
+    embedder = embedders.make(embedder_name)
     scores, abstention = Scores(), Abstention()
     skipped: dict[str, int] = {}
     floors = tuple(sorted({RECALL_FLOOR, *floors}))
@@ -260,7 +263,8 @@ def run(data: Path, conversations: int | None, question_cap: int | None,
             if len(samples) > 1:  # the previous conversation's questions, asked of this store
                 _abstain(engine, samples[n - 1], sample, question_cap, floors, abstention, part_name)
         _baselines(turns, questions, embedder, scores)
-    return _summary(scores, skipped, turns_total, ingest_seconds, latencies, data, abstention)
+    result = _summary(scores, skipped, turns_total, ingest_seconds, latencies, data, abstention)
+    return {"embedder": embedder.model_id, **result}
 
 
 def _refs(hits: list) -> list[str]:
@@ -288,7 +292,7 @@ def _baselines(turns: list[Turn], questions: list[Question], embedder, scores: S
     vectors = embedder.embed([t.text for t in turns])
     for q in questions:
         scores.add("bm25", q.category, [ids[i] for i in bm25.rank(q.text)[:max(KS)]], q.evidence)
-        similarity = vectors @ embedder.embed([q.text])[0]
+        similarity = vectors @ embedders.embed_query(embedder, [q.text])[0]
         dense = np.argsort(-similarity, kind="stable")[:max(KS)]
         scores.add("dense", q.category, [ids[i] for i in dense], q.evidence)
 
@@ -340,7 +344,8 @@ def render(result: dict) -> str:
         ratio = core["10"] / base["recall_at"]["10"] if base["recall_at"]["10"] else float("nan")
         rows.append([label] + [base["recall_at"][str(k)] for k in KS] + [base["ndcg_at_10"],
                                                                           f"memos x{ratio:.2f}"])
-    out = [f"LoCoMo evidence recall, categories 1-4 ({result['data']})", "",
+    out = [f"LoCoMo evidence recall, categories 1-4 ({result['data']}; "
+           f"embedder {result['embedder']})", "",
            table(["system"] + [f"R@{k}" for k in KS] + ["nDCG@10", "R@10 ratio"], rows), ""]
     cat_rows = []
     for name, systems in result["by_category"].items():
@@ -380,9 +385,13 @@ def main() -> None:
     parser.add_argument("--turns", type=int, help="at most N turns per conversation")
     parser.add_argument("--floors", default="", help="more relevance floors for the abstention "
                         "measure, comma-separated (the default floor is always measured)")
+    parser.add_argument("--embedder", choices=embedders.NAMES, default="local",
+                        help="the embedding model for memos and the dense baseline "
+                        "(bench/embedders.py; default: memos' built-in MiniLM)")
     args = parser.parse_args()
     floors = tuple(float(f) for f in args.floors.split(",") if f.strip())
-    result = run(args.data, args.conversations, args.questions, args.turns, floors)
+    result = run(args.data, args.conversations, args.questions, args.turns, floors,
+                 args.embedder)
     print(json.dumps(result, indent=2) if args.json else render(result))
 
 

@@ -171,3 +171,25 @@ def test_a_store_on_an_endpoint_model_works_end_to_end(endpoint, monkeypatch, cl
     monkeypatch.delenv("MEMOS_EMBED_MODEL")
     mismatch = cli("list")
     assert mismatch.code == 1 and "reindex" in mismatch.err
+
+
+def test_recall_embeds_the_query_with_embed_query_where_the_embedder_has_one(engine_factory):
+    from conftest import HashEmbedder
+    from memos_cli.engine import NewMemory
+
+    class Asymmetric(HashEmbedder):
+        """Stores texts as they are; a query's vector is that of its stored form."""
+
+        def __init__(self):
+            self.queries = []
+
+        def embed_query(self, texts):
+            self.queries.extend(texts)
+            return self.embed([f"stored form of {t}" for t in texts])
+
+    embedder = Asymmetric()
+    engine = engine_factory(embedder=embedder)
+    engine.remember(NewMemory("the heron nests by the river"))
+    hits = engine.recall("heron river", limit=1, floor=0.0)
+    assert hits and hits[0].memory.text == "the heron nests by the river"
+    assert any("heron" in q for q in embedder.queries)

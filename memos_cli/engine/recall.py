@@ -75,7 +75,11 @@ def _query_vector(s: ProfileState, query: str) -> np.ndarray:
     index = s.keywords
     if index is None and s.unlock() is not None:
         index = load_keywords(s)
-    vector = s.embedder.embed([index.strip_common(query) if index else query])
+    text = index.strip_common(query) if index else query
+    # An embedder trained with distinct query and passage forms (e5, bge) may say how
+    # it embeds a query; others embed it like any text.
+    embed_query = getattr(s.embedder, "embed_query", None)
+    vector = embed_query([text]) if embed_query else s.embedder.embed([text])
     warm(s, vector.shape[1])
     return vector
 

@@ -36,6 +36,10 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """float32 array (len(texts), dim) with unit-length rows."""
 
+    # Optional: ``embed_query(texts)``, the same for search queries, where a model embeds
+    # them differently from what is stored (e5's "query: ", bge's instruction). Recall
+    # uses it when present; everything stored goes through ``embed``.
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
