@@ -312,12 +312,13 @@ def _concurrent_run(writers: int, each: int, readers: int) -> dict:
 
 
 def test_attack_08_concurrent_writers_and_readers_all_succeed_and_store_once(home):
-    # Real processes, the default lock timeout: 4 writers x 5 memories, a recall loop.
-    result = _concurrent_run(writers=4, each=5, readers=1)
-    assert result["commands"]["remember"]["exit_codes"] == {"0": 20}, result
+    # Real processes, the default lock timeout: 4 writers x 3 memories, a recall loop (the
+    # opt-in test below runs 8 x 50).
+    result = _concurrent_run(writers=4, each=3, readers=1)
+    assert result["commands"]["remember"]["exit_codes"] == {"0": 12}, result
     # A recall may find nothing relevant yet (exit 3); it must never fail (7: lock wait, 1: error).
     assert set(result["commands"]["recall"]["exit_codes"]) <= {"0", "3"}, result
-    assert (result["stored_once"], result["missing"], result["duplicated"]) == (20, 0, 0)
+    assert (result["stored_once"], result["missing"], result["duplicated"]) == (12, 0, 0)
 
 
 @pytest.mark.skipif(__import__("os").environ.get("MEMOS_FULL_CONCURRENCY") != "1",

@@ -22,8 +22,8 @@ def _run(*args: str) -> dict:
 
 @pytest.mark.skipif(not LOCOMO.exists(), reason="../shared/data/locomo is not beside the checkout")
 def test_locomo_bench_on_one_conversation_slice():
-    result = _run("bench/locomo.py", "--conversations", "1", "--turns", "120",
-                  "--questions", "25")
+    result = _run("bench/locomo.py", "--conversations", "1", "--turns", "60",
+                  "--questions", "15")
     assert set(result) >= {"recall_at", "by_category", "baselines", "latency_ms", "skipped"}
     assert set(result["recall_at"]) == {"5", "10", "20", "50"}
     recalls = [result["recall_at"][k] for k in ("5", "10", "20", "50")]
