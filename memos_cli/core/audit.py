@@ -141,8 +141,7 @@ class AuditLog:
     def _open(self, keys: Unlocked, raw: bytes, previous: bytes) -> _Line:
         version, _, rest = raw.partition(b".")
         if not rest:  # version 1: a bare sealed event, unchained, under either key
-            opened = (self._unseal(key, raw.decode("latin-1"), b"")
-                      for key in (keys.current, keys.next) if key is not None)
+            opened = (self._unseal(key, raw.decode("latin-1"), b"") for key in keys.each)
             return _Line(raw, next((e for e in opened if e is not None), None), legacy=True)
         if not version.startswith(b"a") or not version[1:].isdigit():
             return _Line(raw, None)

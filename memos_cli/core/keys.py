@@ -61,11 +61,13 @@ class Unlocked:
     current: DataKey
     next: DataKey | None = None
 
+    @property
+    def each(self) -> list[DataKey]:
+        """The keys there are: the current one, then the next one mid-rotation."""
+        return [key for key in (self.current, self.next) if key is not None]
+
     def by_id(self, key_id: str) -> DataKey | None:
-        for candidate in (self.current, self.next):
-            if candidate is not None and candidate.key_id == key_id:
-                return candidate
-        return None
+        return next((key for key in self.each if key.key_id == key_id), None)
 
 
 

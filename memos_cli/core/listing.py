@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple, Sequence
 
 from memos_cli.core.atomic import write_atomic
 from memos_cli.core.errors import IntegrityError, VersionError
-from memos_cli.core.sealed import open_file, seal_file
+from memos_cli.core.sealed import open_file, read_header, seal_file
 
 if TYPE_CHECKING:
     from memos_cli.core.keys import DataKey, Unlocked
@@ -286,10 +286,8 @@ class ListIndex:
             _key_id, payload = open_file(self.path, blob, FORMAT, FILE_VERSION, keys, PURPOSE,
                                          self.context)
             rows, doc = Columns.decode(payload)
-        except FileNotFoundError:
-            return None
-        except (IntegrityError, ValueError, KeyError, TypeError):
-            return None  # damaged or sealed under a retired key: rebuilt when stale
+        except (FileNotFoundError, IntegrityError, ValueError, KeyError, TypeError):
+            return None  # gone, damaged or sealed under a retired key: rebuilt when stale
         head = self._head
         if head is not None and head.token is None:
             self._stamp = str(doc["gen"])
@@ -300,16 +298,13 @@ class ListIndex:
 
 def _read_head(path: Path) -> _Head | None:
     """The base file's header; None if there is none or it does not read (rebuilt)."""
+    doc = read_header(path)
+    if doc is None or doc.get("format") != FORMAT:
+        return None
     try:
-        with path.open("rb") as fh:
-            doc = json.loads(fh.readline(4096))
         version = int(doc["version"])
         key_id, token, stamp = str(doc["key_id"]), doc.get("token"), doc.get("gen")
-    except FileNotFoundError:
-        return None
     except (ValueError, KeyError, TypeError):
-        return None
-    if doc.get("format") != FORMAT:
         return None
     if version > FILE_VERSION:
         raise VersionError(f"{path} was written by a later memos: upgrade memos")

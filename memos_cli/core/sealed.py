@@ -14,7 +14,7 @@ import json
 import mmap
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from memos_cli.core import crypto
 from memos_cli.core.errors import IntegrityError, VersionError
@@ -31,6 +31,18 @@ def seal_file(fmt: str, version: int, key: DataKey, purpose: str, payload: bytes
                          **(public or {})})
     blob = crypto.seal(crypto.subkey(key.key, purpose), payload, f"{context}/{key.key_id}")
     return header.encode() + b"\n" + blob
+
+
+def read_header(path: Path) -> dict[str, Any] | None:
+    """The header line of the sealed file at ``path`` (what ``seal_file``'s ``public``
+    put there, readable without the key), read alone; None if there is no such file or
+    its first line is no header (an older format, or damage: for ``open_file`` to judge)."""
+    try:
+        with path.open("rb") as fh:
+            doc = json.loads(fh.readline(4096))
+    except (FileNotFoundError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def map_file(path: Path) -> bytes | mmap.mmap:
@@ -73,9 +85,7 @@ def open_file(path: Path, blob: bytes | mmap.mmap, fmt: str, version: int, keys:
 def _open_legacy(path: Path, blob: bytes, keys: Unlocked, purpose: str,
                  context: str) -> tuple[str, bytes]:
     """A file written before key ids were recorded (version 1): try each key."""
-    for key in (keys.current, keys.next):
-        if key is None:
-            continue
+    for key in keys.each:
         try:
             return key.key_id, crypto.unseal(crypto.subkey(key.key, purpose), blob, context)
         except IntegrityError:

@@ -115,9 +115,8 @@ def warm(s: ProfileState, dim: int) -> None:
     a passphrase prompt and a QR decomposition are not for other processes to wait on."""
     s.rotations_ready()
     if s.unlock() is not None:
-        for key in (s.unlocked_keys().current, s.unlocked_keys().next):
-            if key is not None:
-                key.rotation(dim)
+        for key in s.unlocked_keys().each:
+            key.rotation(dim)
 
 
 def refuse_foreign_store(s: ProfileState) -> None:

@@ -117,8 +117,7 @@ class ProfileState:
             prepare()
         dim = int(self.embedder.dim or 0)  # (an endpoint's is known after its first reply)
         if dim and self._rotating is None and self.unlock() is not None:
-            keys = [k for k in (self.unlocked_keys().current, self.unlocked_keys().next)
-                    if k is not None and not k.has_rotation(dim)]
+            keys = [k for k in self.unlocked_keys().each if not k.has_rotation(dim)]
             if keys:  # (a long-lived engine has them: no thread, no wait for the GIL)
                 self._rotating = threading.Thread(target=_rotations, args=(keys, dim),
                                                   name="memos-rotation")

@@ -34,7 +34,7 @@ import numpy as np
 from memos_cli.core.atomic import file_identity, write_atomic
 from memos_cli.core.errors import IntegrityError, VersionError
 from memos_cli.core.paths import DELTA_SUFFIX
-from memos_cli.core.sealed import map_file, open_file, seal_file
+from memos_cli.core.sealed import map_file, open_file, read_header, seal_file
 
 if TYPE_CHECKING:
     from memos_cli.core.keys import Unlocked
@@ -263,15 +263,14 @@ class KeywordIndex:
         is not unsealed (its size and generation are read from its header), so adding
         costs the delta's size, not the store's. None when the add would fold the delta
         into the base, or the files need re-sealing or migrating: load it whole then."""
+        head = read_header(path)
+        if head is None:
+            return None  # none, an older format, or damaged: for ``load`` to judge
         try:
-            with path.open("rb") as fh:
-                head = json.loads(fh.readline(4096))
             size, generation = int(head["n"]), str(head["gen"])
             key_id = str(head["key_id"])
-        except FileNotFoundError:
-            return None
         except (ValueError, KeyError, TypeError):
-            return None  # an older format, or damaged: for ``load`` to judge
+            return None
         if int(head.get("version", 0)) != INDEX_FILE_VERSION or \
                 key_id != (keys.next or keys.current).key_id:
             return None
