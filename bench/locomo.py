@@ -45,6 +45,7 @@ from bench import embedders
 from bench._report import machine, percentiles_ms, table, temporary_home
 from memos_cli.core.config import RECALL_FLOOR
 from memos_cli.engine import MemoryEngine, NewMemory
+from memos_cli.search.embedding import embed_query
 from memos_cli.search.keyword import K1, B, tokenize
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo" / "locomo-dev.json"
@@ -292,7 +293,7 @@ def _baselines(turns: list[Turn], questions: list[Question], embedder, scores: S
     vectors = embedder.embed([t.text for t in turns])
     for q in questions:
         scores.add("bm25", q.category, [ids[i] for i in bm25.rank(q.text)[:max(KS)]], q.evidence)
-        similarity = vectors @ embedders.embed_query(embedder, [q.text])[0]
+        similarity = vectors @ embed_query(embedder, [q.text])[0]
         dense = np.argsort(-similarity, kind="stable")[:max(KS)]
         scores.add("dense", q.category, [ids[i] for i in dense], q.evidence)
 

@@ -16,6 +16,7 @@ import numpy as np
 from memos_cli.core import listing
 
 from memos_cli.search import retrieval
+from memos_cli.search.embedding import embed_query
 from memos_cli.core.errors import UsageError
 from memos_cli.engine.indexing import keyword_index, load_keywords
 from memos_cli.core.memory import TIERS, Memory, as_of, check_kind
@@ -75,11 +76,7 @@ def _query_vector(s: ProfileState, query: str) -> np.ndarray:
     index = s.keywords
     if index is None and s.unlock() is not None:
         index = load_keywords(s)
-    text = index.strip_common(query) if index else query
-    # An embedder trained with distinct query and passage forms (e5, bge) may say how
-    # it embeds a query; others embed it like any text.
-    embed_query = getattr(s.embedder, "embed_query", None)
-    vector = embed_query([text]) if embed_query else s.embedder.embed([text])
+    vector = embed_query(s.embedder, [index.strip_common(query) if index else query])
     warm(s, vector.shape[1])
     return vector
 

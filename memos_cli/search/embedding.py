@@ -41,6 +41,13 @@ class Embedder(Protocol):
     # uses it when present; everything stored goes through ``embed``.
 
 
+def embed_query(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """Search queries' vectors: with the embedder's ``embed_query`` where it has one (a
+    model trained with distinct query and passage forms), else as any text."""
+    method = getattr(embedder, "embed_query", None)
+    return method(texts) if method is not None else embedder.embed(texts)
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
