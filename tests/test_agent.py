@@ -125,6 +125,17 @@ def test_started_on_demand_private_and_answers_as_in_process(agent, cli, cli_pro
     assert agent.status()["served"] >= 17
 
 
+def test_recall_expand_through_the_agent_uses_the_clients_model(agent, cli_proc, server):
+    """The agent runs the command with the client's environment: the model it names."""
+    assert cli_proc("remember", "--lines", input="The spare bike key is in the blue jar\n"
+                    "I left my reading glasses at the office\n").code == 0
+    server.extractions = ['{"lines": ["bike key in a jar"]}']
+    result = cli_proc("recall", "where did I put it", "--floor", "0", "--expand", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)[0]["text"] == "The spare bike key is in the blue jar"
+    assert len(server.requests) == 1 and agent.status()["served"] == 2
+
+
 def test_terminal_output_is_the_same_through_the_agent(agent, cli_proc):
     assert cli_proc("remember", "Grace recommended the blue bike on Monday").code == 0
 

@@ -100,6 +100,11 @@ def recall(
     floor: Optional[float] = typer.Option(
         None, "--floor", min=0.0, max=1.0,
         help="Least relevance (0..1) to print; default 0.3 (config: recall.floor)."),
+    expand: Optional[bool] = typer.Option(
+        None, "--expand/--no-expand",
+        help="Ask the chat model (llm.model) how an answer might be worded, and search with "
+             "that too. Sends the question, never a memory, to the model. Default: off "
+             "(config: recall.expand)."),
     as_json: bool = JSON,
 ) -> None:
     """Find memories by meaning, best first, each with a relevance score (0..1).
@@ -112,10 +117,13 @@ def recall(
       memos recall "where do I like to sit on a plane"
 
       memos recall "dentist" --since "2 weeks ago" --json
+
+      memos recall "which countries have I been to" --expand
     """
     eng = engine()
+    also = _expansions(eng, query, expand)
     hits = eng.recall(query, limit, kind=kind, tag=tag, since=_when(since), until=_when(until),
-                      at=_when(at), tier=tier, floor=floor)
+                      at=_when(at), tier=tier, floor=floor, also=also)
     if as_json:
         print_json([dict(memory_json(h.memory, h.score), similarity=round(h.similarity, 4))
                     for h in hits])
@@ -124,6 +132,26 @@ def recall(
     _report_damage(eng)
     if not hits:
         raise NotFoundError("nothing relevant found")
+
+
+def _expansions(eng, query: str, wanted: Optional[bool]) -> list[str]:
+    """The chat model's wordings of what an answer to ``query`` may say, when asked for
+    (``--expand``, or config recall.expand); a reply it cannot read is left out, said so."""
+    from memos_cli.core.config import recall_expand
+
+    if not (recall_expand(eng.paths) if wanted is None else wanted):
+        return []
+    from memos_cli.assistant.expansion import expander
+    from memos_cli.assistant.llm import chat_model
+
+    model = chat_model(eng.paths, stored_key=eng.secret("llm.api_key"))
+    if model is None:
+        raise UsageError("--expand needs a chat model: set one with "
+                         "'memos config set llm.model NAME' (see README, Chat that remembers)")
+    lines = expander(model)(query)
+    if not lines:
+        err("the model's reply held no usable wording: recalled with the question alone")
+    return lines
 
 
 @app.command("list", rich_help_panel="Memories")

@@ -97,6 +97,15 @@ def recall_floor(paths: Paths, env: Mapping[str, str] | None = None) -> float:
         raise UsageError(f"the recall floor must be a number, not {raw!r}") from None
 
 
+def recall_expand(paths: Paths) -> bool:
+    """Whether recall asks the chat model for other wordings of each question (``[recall]
+    expand``; off unless set: it sends the question to the model, see assistant/expansion.py)."""
+    raw = read_config(paths).get("recall", {}).get("expand", False)
+    if not isinstance(raw, bool):
+        raise UsageError(f"recall.expand must be true or false, not {raw!r}")
+    return raw
+
+
 # --- the chat model ----------------------------------------------------------------------
 
 PRESETS = {
@@ -199,7 +208,7 @@ SETTABLE: dict[str, dict[str, type]] = {
     "llm": {"preset": str, "base_url": str, "model": str, "timeout": float, "temperature": float},
     "embedding": {"model": str, "base_url": str, "timeout": float},
     "store": {"url": str, "ca": str},
-    "recall": {"floor": float},
+    "recall": {"floor": float, "expand": bool},
     "agent": {"ttl": str, "autostart": bool},
 }
 SECRET_KEYS = {"llm.api_key", "embedding.api_key", "store.token"}  # in the vault, never the file
@@ -268,8 +277,8 @@ ENV_NAMES = {
     "store.token": "MEMOS_STORE_TOKEN", "agent.ttl": "MEMOS_AGENT_TTL",
 }
 DEFAULTS = {"llm.timeout": 60.0, "llm.temperature": 0.3, "embedding.model": "local",
-            "embedding.timeout": 30.0, "recall.floor": RECALL_FLOOR, "agent.ttl": AGENT_TTL,
-            "agent.autostart": True}
+            "embedding.timeout": 30.0, "recall.floor": RECALL_FLOOR, "recall.expand": False,
+            "agent.ttl": AGENT_TTL, "agent.autostart": True}
 
 
 @dataclass(frozen=True)

@@ -254,15 +254,18 @@ class MemoryEngine:
 
     def recall(self, query: str, limit: int = 10, *, where: Filter | None = None,
                record_access: bool = True, floor: float | None = None,
-               **filters: Any) -> list[Hit]:
+               also: Sequence[str] = (), **filters: Any) -> list[Hit]:
         """The memories that best answer ``query``, best first.
 
         Two retrievers each propose candidates: the vector index (meaning) and BM25
         over neighbour windows (words). Their scores are z-normalised over the
         candidates and added. See docs/benchmarks.md for what each part is worth.
+        ``also``: other wordings of what an answer may say (a chat model's, see
+        ``assistant.expansion``): searched with too, they reorder the candidates;
+        whether a memory clears the floor stays the query's own evidence.
         """
         return recall.recall(self._state, query, limit, where=where,
-                             record_access=record_access, floor=floor, **filters)
+                             record_access=record_access, floor=floor, also=also, **filters)
 
     def list(self, *, limit: int | None = None, where: Filter | None = None,
              **filters: Any) -> list[Memory]:

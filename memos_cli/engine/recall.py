@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -28,30 +28,38 @@ from memos_cli.engine.state import ProfileState
 from memos_cli.core.timeparse import from_iso, now_utc, query_period, to_iso
 
 CANDIDATES = 50  # from each retriever, before fusion (more when filters drop many)
+# The other wordings of a query (``also``), together, weigh this much against the query's
+# own 1.0 in the fused rank (docs/benchmarks.md, issue 14, the optional model step).
+ALSO_WEIGHT = 1.0
 
 
 def recall(s: ProfileState, query: str, limit: int = 10, *, where: Filter | None = None,
-           record_access: bool = True, floor: float | None = None,
+           record_access: bool = True, floor: float | None = None, also: Sequence[str] = (),
            **filters: Any) -> list[Hit]:
-    """The memories that best answer ``query``, best first (see MemoryEngine.recall)."""
+    """The memories that best answer ``query``, best first (see MemoryEngine.recall).
+    ``also``: other wordings of what an answer may say (a model's, see
+    ``assistant.expansion``); they help order the candidates, never relevance."""
     if limit <= 0:
         raise UsageError("--limit must be at least 1")
     keep = where or Filter(**filters)
     floor = s.recall_floor if floor is None else floor
     s.start_embedder()
-    vector = _query_vector(s, query)
+    texts = [query, *(t for t in also if t.strip())]
+    vectors = _query_vectors(s, texts)
     # Counting accesses changes metadata only: other processes need not reload.
     with session(s, write=False) as codec:
         if codec is None:
             return []
         index = keyword_index(s)
-        blinded = codec.blind(vector)[0]
-        ids, keyword_scores = index.scores(query)
+        scored = [index.scores(text) for text in texts]
+        ids = scored[0][0]
+        probes = [_Probe(vector, scores, 1.0 if n == 0 else ALSO_WEIGHT / (len(texts) - 1))
+                  for n, ((_ids, scores), vector) in enumerate(zip(scored, codec.blind(vectors)))]
         coverage = index.coverage(query)[1:]
         total, want = len(index), max(CANDIDATES, limit * 3)
         period, asked = query_period(query), retrieval.Asked.of(query)
         while True:
-            ranked = _fuse(s, blinded, ids, keyword_scores, coverage, want)
+            ranked = _fuse(s, probes, ids, coverage, want)
             relevant = _Relevant(keep, floor, period, asked)
             hits = _first_hits(s, codec, ranked, relevant, asked,
                                limit if period is None else want)
@@ -67,8 +75,8 @@ def recall(s: ProfileState, query: str, limit: int = 10, *, where: Filter | None
         return hits
 
 
-def _query_vector(s: ProfileState, query: str) -> np.ndarray:
-    """The query's embedding, made before taking the lock (loading the model and
+def _query_vectors(s: ProfileState, texts: list[str]) -> np.ndarray:
+    """The queries' embeddings, made before taking the lock (loading the model and
     embedding are not for other processes to wait on). Words found in most memories
     are left out (``KeywordIndex.strip_common``), as the saved keyword index says: it
     is read without the lock, which is safe (it is replaced atomically), and one a
@@ -76,9 +84,9 @@ def _query_vector(s: ProfileState, query: str) -> np.ndarray:
     index = s.keywords
     if index is None and s.unlock() is not None:
         index = load_keywords(s)
-    vector = embed_query(s.embedder, [index.strip_common(query) if index else query])
-    warm(s, vector.shape[1])
-    return vector
+    vectors = embed_query(s.embedder, [index.strip_common(t) if index else t for t in texts])
+    warm(s, vectors.shape[1])
+    return vectors
 
 
 def _touch(s: ProfileState, hits: list[Hit]) -> None:
@@ -111,34 +119,59 @@ def _first_hits(s: ProfileState, codec: RecordCodec, ranked: list[Candidate],
     return [hits[n] for n in retrieval.best_first(scores)[:limit]]
 
 
-def _fuse(s: ProfileState, query: np.ndarray, ids: list[str], keyword_scores: np.ndarray,
+@dataclass(frozen=True)
+class _Probe:
+    """One text recall searches with: the query (first), or another wording of it."""
+
+    vector: np.ndarray  # blinded, as the store holds vectors
+    keyword_scores: np.ndarray  # BM25 of every memory, in keyword-index order
+    weight: float  # its share of the fused score
+
+
+def _fuse(s: ProfileState, probes: list[_Probe], ids: list[str],
           coverage: tuple[np.ndarray, np.ndarray], want: int) -> list[Candidate]:
-    """Candidates from both retrievers, best first by fused rank."""
-    nearest = s.store.nearest(query, min(want, len(ids)))
-    cosine = {i: 1.0 - distance for i, distance in nearest}
-    position = keyword_index(s).positions()
-    top_words = [ids[n] for n in top(keyword_scores, want) if keyword_scores[n] > 0]
-    # One read of both retrievers' rows, with their vectors: each is checked against its
-    # record when opened, and a row found by its words alone gets its cosine from it.
-    wanted = [i for i, _distance in nearest] + [i for i in top_words if i not in cosine]
-    got = {row.id: row for row in s.store.get(wanted, with_vectors=True)}
-    rows = {i: got[i] for i in wanted if i in got}  # (in this order: the ties' order)
-    for i, row in rows.items():
-        if i not in cosine:
-            assert row.vector is not None  # asked for with_vectors
-            cosine[i] = float(np.dot(row.vector, query))  # rotation keeps dot products
+    """Candidates from both retrievers of every probe, best first by fused rank: for
+    each probe, the z-scores of its cosines and BM25 scores over all candidates, summed,
+    weighted by the probe's weight. Evidence (cosine, coverage) is the query's alone."""
+    rows = _candidate_rows(s, probes, ids, want)
     order = list(rows)
-    dense = zscore(np.array([cosine[i] for i in order]))
-    words = zscore(np.array([keyword_scores[position[i]] if i in position else 0.0
-                              for i in order]))
-    fused = dense + words
+    position = keyword_index(s).positions()
+    cosines = [_cosines(rows, probe.vector) for probe in probes]
+    fused = np.zeros(len(order))
+    for probe, cosine in zip(probes, cosines):
+        words = np.array([probe.keyword_scores[position[i]] if i in position else 0.0
+                          for i in order])
+        fused += probe.weight * (zscore(cosine) + zscore(words))
     own, window = coverage
 
     def share(scores: np.ndarray, i: str) -> float:
         return float(scores[position[i]]) if i in position else 0.0
 
-    return [Candidate(rows[i], float(fused[n]), cosine[i], share(own, i), share(window, i))
+    return [Candidate(rows[i], float(fused[n]), float(cosines[0][n]), share(own, i),
+                      share(window, i))
             for n in np.argsort(-fused, kind="stable") for i in [order[n]]]
+
+
+def _candidate_rows(s: ProfileState, probes: list[_Probe], ids: list[str],
+                    want: int) -> dict[str, Any]:
+    """Each probe's ``want`` nearest rows and ``want`` best by words, in one read of the
+    store with their vectors (each is checked against its record when opened), in this
+    order: the query's nearest, its words', then the other probes' (the ties' order)."""
+    wanted: dict[str, None] = {}
+    for probe in probes:
+        wanted.update((i, None) for i, _distance in s.store.nearest(probe.vector,
+                                                                     min(want, len(ids))))
+        wanted.update((ids[n], None) for n in top(probe.keyword_scores, want)
+                      if probe.keyword_scores[n] > 0)
+    got = {row.id: row for row in s.store.get(list(wanted), with_vectors=True)}
+    return {i: got[i] for i in wanted if i in got}
+
+
+def _cosines(rows: dict[str, Any], vector: np.ndarray) -> np.ndarray:
+    """Each row's cosine to a blinded query vector (the rotation keeps dot products)."""
+    if not rows:
+        return np.zeros(0)
+    return np.stack([row.vector for row in rows.values()]) @ vector
 
 
 @dataclass(frozen=True)
