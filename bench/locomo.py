@@ -24,6 +24,11 @@ still shown above the floor. ``--floors`` adds other floors to compare.
 
 ``--embedder`` swaps the built-in MiniLM for another offline model (bench/embedders.py),
 for memos and the dense baseline alike.
+
+``--expand`` also measures recall's optional model step (``recall --expand``): the chat
+model configured in the environment (MEMOS_LLM_BASE_URL, MEMOS_LLM_MODEL, ...) words what
+an answer may say, and memos searches with that beside the question. It is reported
+apart from memos' own figures, which never use a model.
 """
 
 from __future__ import annotations
@@ -190,6 +195,60 @@ def _normalise_evidence(raw: list[str], known: set[str], skipped: dict) -> list[
     return sorted(set(out))
 
 
+# --- the optional model step ---------------------------------------------------------------
+
+
+class Expansion:
+    """Recall with a chat model's wordings of each question (``recall --expand``), scored
+    as its own systems ("expand", "expand-floor", "expand-<part>"). The model is the one
+    memos' settings name in the environment; each question is sent to it once per run."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, list[str]] = {}
+        self.seconds: list[float] = []
+        self.silent: list[bool] = []  # foreign questions, default floor
+        self.model_name = ""
+
+    def _also(self, engine: MemoryEngine, question: str) -> list[str]:
+        if question not in self.lines:
+            from memos_cli.assistant.expansion import expander
+            from memos_cli.assistant.llm import chat_model
+
+            model = chat_model(engine.paths)
+            if model is None:
+                raise SystemExit("--expand needs a chat model: set MEMOS_LLM_BASE_URL and MEMOS_LLM_MODEL")
+            self.model_name = model.name
+            started = time.perf_counter()
+            self.lines[question] = expander(model)(question)
+            self.seconds.append(time.perf_counter() - started)
+        return self.lines[question]
+
+    def score(self, engine: MemoryEngine, q: Question, part: str, scores: Scores) -> None:
+        also = self._also(engine, q.text)
+        for system, floor in (("expand", 0.0), (f"expand-{part}", 0.0), ("expand-floor", RECALL_FLOOR)):
+            hits = engine.recall(q.text, limit=max(KS), floor=floor, record_access=False, also=also)
+            scores.add(system, q.category, _refs(hits), q.evidence)
+
+    def abstain(self, engine: MemoryEngine, question: str) -> None:
+        also = self._also(engine, question)
+        self.silent.append(not engine.recall(question, limit=1, record_access=False, also=also))
+
+    def summary(self, scores: Scores) -> dict:
+        core = (1, 2, 3, 4)
+        return {
+            "model": self.model_name,
+            "recall_at": {str(k): round(scores.mean("expand", core, f"recall@{k}"), 4) for k in KS},
+            "ndcg_at_10": round(scores.mean("expand", core, "ndcg@10"), 4),
+            "by_category": {f"{c} {CATEGORIES[c]}": round(scores.mean("expand", (c,), "recall@10"), 4)
+                            for c in CATEGORIES},
+            "parts": {part: round(scores.mean(f"expand-{part}", core, "recall@10"), 4) for part in PARTS},
+            "shown_recall_at_10": round(scores.mean("expand-floor", core, "recall@10"), 4),
+            "foreign_answered_with_nothing": _share(self.silent),
+            "no_usable_wording": _share([not lines for lines in self.lines.values()]),
+            "model_seconds": percentiles_ms(self.seconds),
+        }
+
+
 # --- the baselines ----------------------------------------------------------------------
 
 
@@ -222,10 +281,12 @@ class PlainBM25:
 
 
 def run(data: Path, conversations: int | None, question_cap: int | None,
-        turn_cap: int | None, floors: tuple[float, ...] = (), embedder_name: str = "local") -> dict:
+        turn_cap: int | None, floors: tuple[float, ...] = (), embedder_name: str = "local",
+        expand: bool = False) -> dict:
     samples = json.loads(data.read_text())[:conversations]
     embedder = embedders.make(embedder_name)
     scores, abstention = Scores(), Abstention()
+    expansion = Expansion() if expand else None
     skipped: dict[str, int] = {}
     floors = tuple(sorted({RECALL_FLOOR, *floors}))
     ingest_seconds, turns_total, latencies = 0.0, 0, []
@@ -256,15 +317,20 @@ def run(data: Path, conversations: int | None, question_cap: int | None,
                 scores.add("memos-floor", q.category,
                            _refs(engine.recall(q.text, limit=max(KS), floor=RECALL_FLOOR,
                                                record_access=False)), q.evidence)
+                if expansion is not None:
+                    expansion.score(engine, q, part_name, scores)
                 if q.category != 5 and set(q.evidence) & set(ranked[:10]):
                     for floor in floors:
                         shown = _refs(engine.recall(q.text, limit=10, floor=floor, record_access=False))
                         found = bool(set(q.evidence) & set(shown))
                         abstention.kept.setdefault((part_name, floor), []).append(found)
             if len(samples) > 1:  # the previous conversation's questions, asked of this store
-                _abstain(engine, samples[n - 1], sample, question_cap, floors, abstention, part_name)
+                _abstain(engine, samples[n - 1], sample, question_cap, floors, abstention, part_name,
+                         expansion)
         _baselines(turns, questions, embedder, scores)
     result = _summary(scores, skipped, turns_total, ingest_seconds, latencies, data, abstention)
+    if expansion is not None:
+        result["expanded"] = expansion.summary(scores)
     return {"embedder": embedder.model_id, **result}
 
 
@@ -273,8 +339,10 @@ def _refs(hits: list) -> list[str]:
 
 
 def _abstain(engine: MemoryEngine, foreign: dict, own: dict, question_cap: int | None,
-             floors: tuple[float, ...], abstention: Abstention, part: str) -> None:
-    """Ask ``own``'s store the questions of ``foreign``, its speakers renamed to ``own``'s."""
+             floors: tuple[float, ...], abstention: Abstention, part: str,
+             expansion: "Expansion | None" = None) -> None:
+    """Ask ``own``'s store the questions of ``foreign``, its speakers renamed to ``own``'s
+    (and, with ``expansion``, once more with the model's wordings)."""
     names = dict(zip(speakers(foreign), speakers(own)))
     known = {t.dia_id for t in load_conversation(foreign)}
     questions = [q for q in load_questions(foreign, known, {}) if q.category != 5][:question_cap]
@@ -285,6 +353,8 @@ def _abstain(engine: MemoryEngine, foreign: dict, own: dict, question_cap: int |
             # One memory above the floor is enough to answer: limit 1 stops at the first.
             silent = silent or not engine.recall(text, limit=1, floor=floor, record_access=False)
             abstention.silent.setdefault((part, floor), []).append(silent)
+        if expansion is not None:
+            expansion.abstain(engine, text)
 
 
 def _baselines(turns: list[Turn], questions: list[Question], embedder, scores: Scores) -> None:
@@ -369,12 +439,33 @@ def render(result: dict) -> str:
         out += ["Abstention: questions asked of another conversation (names swapped)", "",
                 table(["floor", "stores", "foreign: nothing shown", "own: evidence still shown"],
                       rows), ""]
+    if "expanded" in result:
+        out += _render_expanded(result)
     out.append(f"categories 1-5, memos R@10: {result['recall_at_1_5']['10']:.3f}")
     out.append(f"ingest: {result['ingest_turns_per_s']} turns/s; recall latency p50 "
                f"{result['latency_ms']['p50']} ms, p95 {result['latency_ms']['p95']} ms")
     out.append(f"skipped: {json.dumps(result['skipped'])}")
     out.append(f"machine: {result['machine']}")
     return "\n".join(out)
+
+
+def _render_expanded(result: dict) -> list[str]:
+    x = result["expanded"]
+    abstention = result["abstention"].get(f"{result['floor']:g}", {})
+    own = {**{f"R@{k}": result["recall_at"][str(k)] for k in KS},
+           **{name: result["by_category"][name]["memos"]["recall@10"] for name in x["by_category"]},
+           **{f"{part} R@10": result["parts"][part]["recall@10"] for part in PARTS},
+           "shown R@10": result["shown"]["recall_at"]["10"],
+           "foreign: nothing shown": abstention.get("foreign_answered_with_nothing")}
+    theirs = {**{f"R@{k}": x["recall_at"][str(k)] for k in KS}, **x["by_category"],
+              **{f"{part} R@10": x["parts"][part] for part in PARTS},
+              "shown R@10": x["shown_recall_at_10"],
+              "foreign: nothing shown": x["foreign_answered_with_nothing"]}
+    rows = [[name, own[name], theirs[name]] for name in own]
+    return [f"The optional model step (recall --expand, model {x['model']}), floor 0 unless named", "",
+            table(["measure", "memos", "memos --expand"], rows), "",
+            f"questions with no usable wording from the model: {x['no_usable_wording']}; "
+            f"model time p50 {x['model_seconds']['p50']} ms, p95 {x['model_seconds']['p95']} ms", ""]
 
 
 def main() -> None:
@@ -389,10 +480,13 @@ def main() -> None:
     parser.add_argument("--embedder", choices=embedders.NAMES, default="local",
                         help="the embedding model for memos and the dense baseline "
                         "(bench/embedders.py; default: memos' built-in MiniLM)")
+    parser.add_argument("--expand", action="store_true",
+                        help="also measure recall --expand with the chat model memos' settings "
+                        "name in the environment (MEMOS_LLM_BASE_URL, MEMOS_LLM_MODEL)")
     args = parser.parse_args()
     floors = tuple(float(f) for f in args.floors.split(",") if f.strip())
     result = run(args.data, args.conversations, args.questions, args.turns, floors,
-                 args.embedder)
+                 args.embedder, args.expand)
     print(json.dumps(result, indent=2) if args.json else render(result))
 
 

@@ -32,6 +32,20 @@ def test_locomo_bench_on_one_conversation_slice():
     assert result["latency_ms"]["p50"] > 0 and result["ingest_turns_per_s"] > 0
 
 
+@pytest.mark.skipif(not LOCOMO.exists(), reason="../shared/data/locomo is not beside the checkout")
+def test_locomo_bench_measures_the_model_step_apart(server):
+    """--expand: each question goes once to the model the environment names (a real
+    OpenAI-protocol server on 127.0.0.1), and its figures are reported beside memos' own."""
+    server.extractions = [lambda body: '{"lines": ["a photo of a painting"]}'] * 20
+    result = _run("bench/locomo.py", "--conversations", "1", "--turns", "60",
+                  "--questions", "15", "--expand")
+    expanded = result["expanded"]
+    assert expanded["model"] == "tiny-chat" and expanded["no_usable_wording"] == 0.0
+    assert set(expanded["recall_at"]) == {"5", "10", "20", "50"}
+    assert 0 < len(server.requests) <= 15
+    assert all(r["response_format"] == {"type": "json_object"} for r in server.requests)
+
+
 def test_scale_bench_on_a_tiny_store():
     result = _run("bench/scale.py", "--sizes", "40", "--queries", "3", "--runs", "1")
     size = result["sizes"]["40"]
