@@ -21,24 +21,19 @@ def _run(*args: str) -> dict:
 
 
 @pytest.mark.skipif(not LOCOMO.exists(), reason="../shared/data/locomo is not beside the checkout")
-def test_locomo_bench_on_one_conversation_slice():
+def test_locomo_bench_on_one_conversation_slice_with_the_model_step(server):
+    """memos' own figures and the baselines; with --expand, each question goes once to the
+    model the environment names (a real OpenAI-protocol server on 127.0.0.1), and its
+    figures are reported apart."""
+    server.extractions = [lambda body: '{"lines": ["a photo of a painting"]}'] * 20
     result = _run("bench/locomo.py", "--conversations", "1", "--turns", "60",
-                  "--questions", "15")
+                  "--questions", "15", "--expand")
     assert set(result) >= {"recall_at", "by_category", "baselines", "latency_ms", "skipped"}
     assert set(result["recall_at"]) == {"5", "10", "20", "50"}
     recalls = [result["recall_at"][k] for k in ("5", "10", "20", "50")]
     assert all(0 <= r <= 1 for r in recalls) and recalls == sorted(recalls)
     assert set(result["baselines"]) == {"bm25", "dense"}
     assert result["latency_ms"]["p50"] > 0 and result["ingest_turns_per_s"] > 0
-
-
-@pytest.mark.skipif(not LOCOMO.exists(), reason="../shared/data/locomo is not beside the checkout")
-def test_locomo_bench_measures_the_model_step_apart(server):
-    """--expand: each question goes once to the model the environment names (a real
-    OpenAI-protocol server on 127.0.0.1), and its figures are reported beside memos' own."""
-    server.extractions = [lambda body: '{"lines": ["a photo of a painting"]}'] * 20
-    result = _run("bench/locomo.py", "--conversations", "1", "--turns", "60",
-                  "--questions", "15", "--expand")
     expanded = result["expanded"]
     assert expanded["model"] == "tiny-chat" and expanded["no_usable_wording"] == 0.0
     assert set(expanded["recall_at"]) == {"5", "10", "20", "50"}
