@@ -114,3 +114,15 @@ def test_the_library_searches_with_other_wordings(engine_factory):
 ])
 def test_lines_of_a_reply(reply, lines):
     assert lines_of(reply) == lines
+
+
+@pytest.mark.parametrize("reply, strings", [
+    ('{"facts": ["a", 2, "b"]}', ["a", "b"]),
+    ('{"facts": "one string"}', []), ('{"facts": {"a": 1}}', []), ('["a"]', []), ("not json", []),
+])
+def test_a_replys_listed_strings_or_none(reply, strings):
+    """One reader for every model reply that lists strings (expansion lines, summary facts):
+    anything but a list under the key is unreadable, and skipped whole."""
+    from memos_cli.assistant.llm import listed_strings
+
+    assert listed_strings(reply, "facts") == strings

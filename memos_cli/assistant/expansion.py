@@ -14,11 +14,10 @@ one thing ``recall --expand`` sends off the machine. Off by default.
 
 from __future__ import annotations
 
-import json
 from typing import Callable
 
 from memos_cli.assistant import prompting
-from memos_cli.assistant.llm import ChatModel
+from memos_cli.assistant.llm import ChatModel, listed_strings
 
 MAX_LINES = 3
 MAX_CHARS = 200  # per line: a guess, not an essay
@@ -46,11 +45,5 @@ def expander(model: ChatModel) -> Callable[[str], list[str]]:
 
 def lines_of(reply: str) -> list[str]:
     """The usable lines of a model's reply: strings, trimmed, at most ``MAX_LINES``."""
-    try:
-        lines = json.loads(reply).get("lines")
-    except (ValueError, AttributeError):
-        return []
-    if not isinstance(lines, list):
-        return []
-    texts = (line.strip()[:MAX_CHARS] for line in lines if isinstance(line, str))
+    texts = (line.strip()[:MAX_CHARS] for line in listed_strings(reply, "lines"))
     return [text for text in texts if text][:MAX_LINES]

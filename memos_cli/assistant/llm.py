@@ -108,13 +108,19 @@ def episode_summariser(paths: Paths):
         transcript = "\n\n".join(prompting.block("episode", t) for t in texts)
         reply = model.complete([{"role": "system", "content": SUMMARY_PROMPT},
                                 {"role": "user", "content": transcript}], json_mode=True)
-        try:
-            facts = json.loads(reply)["facts"]
-        except (ValueError, KeyError, TypeError):
-            return []  # an unreadable summary is skipped, never half-used
-        return [f for f in facts if isinstance(f, str)][:5]
+        return listed_strings(reply, "facts")[:5]
 
     return summarise
+
+
+def listed_strings(reply: str, key: str) -> list[str]:
+    """The strings a model's JSON reply lists under ``key``; none when the reply is not
+    such an object: an unreadable reply is skipped, never half-used."""
+    try:
+        values = json.loads(reply).get(key)
+    except (ValueError, AttributeError):
+        return []
+    return [v for v in values if isinstance(v, str)] if isinstance(values, list) else []
 
 
 JUDGE_PROMPT = """Two notes about the same user, the first recorded earlier. Does the second

@@ -51,10 +51,11 @@ def recall(s: ProfileState, query: str, limit: int = 10, *, where: Filter | None
         if codec is None:
             return []
         index = keyword_index(s)
-        scored = [index.scores(text) for text in texts]
+        scored = [index.scores(text) for text in texts]  # each: (ids, BM25 of every memory)
         ids = scored[0][0]
-        probes = [_Probe(vector, scores, 1.0 if n == 0 else ALSO_WEIGHT / (len(texts) - 1))
-                  for n, ((_ids, scores), vector) in enumerate(zip(scored, codec.blind(vectors)))]
+        weights = [1.0, *(ALSO_WEIGHT / (len(texts) - 1) for _other in texts[1:])]
+        probes = [_Probe(vector, scores, weight) for (_ids, scores), vector, weight
+                  in zip(scored, codec.blind(vectors), weights)]
         coverage = index.coverage(query)[1:]
         total, want = len(index), max(CANDIDATES, limit * 3)
         period, asked = query_period(query), retrieval.Asked.of(query)
@@ -136,20 +137,23 @@ def _fuse(s: ProfileState, probes: list[_Probe], ids: list[str],
     rows = _candidate_rows(s, probes, ids, want)
     order = list(rows)
     position = keyword_index(s).positions()
+    at = np.array([position.get(i, -1) for i in order], dtype=np.intp)
+    indexed = at >= 0
+
+    def per_row(scores: np.ndarray) -> np.ndarray:
+        """An array in keyword-index order, read for each candidate (0 where not indexed)."""
+        out = np.zeros(len(order))
+        out[indexed] = scores[at[indexed]]
+        return out
+
     cosines = [_cosines(rows, probe.vector) for probe in probes]
     fused = np.zeros(len(order))
     for probe, cosine in zip(probes, cosines):
-        words = np.array([probe.keyword_scores[position[i]] if i in position else 0.0
-                          for i in order])
-        fused += probe.weight * (zscore(cosine) + zscore(words))
-    own, window = coverage
-
-    def share(scores: np.ndarray, i: str) -> float:
-        return float(scores[position[i]]) if i in position else 0.0
-
-    return [Candidate(rows[i], float(fused[n]), float(cosines[0][n]), share(own, i),
-                      share(window, i))
-            for n in np.argsort(-fused, kind="stable") for i in [order[n]]]
+        fused += probe.weight * (zscore(cosine) + zscore(per_row(probe.keyword_scores)))
+    own, window = (per_row(scores) for scores in coverage)
+    return [Candidate(rows[order[n]], float(fused[n]), float(cosines[0][n]), float(own[n]),
+                      float(window[n]))
+            for n in np.argsort(-fused, kind="stable")]
 
 
 def _candidate_rows(s: ProfileState, probes: list[_Probe], ids: list[str],
