@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from memos_cli.core.config import RECALL_FLOOR
+
 FACTS = [
     "I prefer aisle seats on long flights",
     "Dentist appointment with Dr. Rivera on Tuesday at 3pm",
@@ -45,7 +47,7 @@ def test_real_use_recall_paraphrase_finds_its_memory_and_only_it(facts, query, f
     result = facts("recall", query)
     lines = result.out.splitlines()
     assert result.code == 0 and len(lines) == 1 and found in lines[0]
-    assert 0.3 <= float(lines[0].split("\t")[0]) <= 1.0
+    assert RECALL_FLOOR <= float(lines[0].split("\t")[0]) <= 1.0
 
 
 def test_real_use_recall_score_reads_the_same_for_one_candidate_as_for_many(cli):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from memos_cli.core.config import RECALL_FLOOR
 from memos_cli.search import retrieval
 from memos_cli.core.memory import Memory
 
@@ -87,5 +88,5 @@ def test_a_word_only_a_neighbour_says_is_weaker_evidence_than_ones_own():
 def test_a_turn_by_someone_the_query_does_not_name_is_less_relevant():
     assert retrieval.relevance(0.5, 0.2, by_another=True) == pytest.approx(0.35)
     assert retrieval.relevance(0.5, 0.2) == pytest.approx(0.5)
-    # Clears the default floor (0.3) by its own speaker, not by another.
-    assert retrieval.relevance(0.4, 0.0) >= 0.3 > retrieval.relevance(0.4, 0.0, by_another=True)
+    # Clears the default floor by its own speaker, not by another.
+    assert retrieval.relevance(0.4, 0.0) >= RECALL_FLOOR > retrieval.relevance(0.4, 0.0, by_another=True)

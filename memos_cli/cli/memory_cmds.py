@@ -99,7 +99,7 @@ def recall(
     tier: Optional[str] = typer.Option(None, "--tier", help=TIER_HELP),
     floor: Optional[float] = typer.Option(
         None, "--floor", min=0.0, max=1.0,
-        help="Least relevance (0..1) to print; default 0.3 (config: recall.floor)."),
+        help="Least relevance (0..1) to print; default 0.32 (config: recall.floor)."),
     expand: Optional[bool] = typer.Option(
         None, "--expand/--no-expand",
         help="Ask the chat model (llm.model) how an answer might be worded, and search with "

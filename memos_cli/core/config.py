@@ -81,7 +81,9 @@ def embedding_settings(paths: Paths, env: Mapping[str, str] | None = None) -> Em
 
 # --- recall --------------------------------------------------------------------------------
 
-RECALL_FLOOR = 0.3  # keeps 96% of LoCoMo's evidence hits in the top 10 (docs/benchmarks.md)
+# The highest floor that keeps >= 95% of LoCoMo's evidence hits shown, with a margin, on
+# the tuning conversations; the held-out ones agree (docs/benchmarks.md, floor 0.32).
+RECALL_FLOOR = 0.32
 
 
 def recall_floor(paths: Paths, env: Mapping[str, str] | None = None) -> float:
