@@ -42,6 +42,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -208,26 +209,35 @@ class Expansion:
         self.seconds: list[float] = []
         self.silent: list[bool] = []  # foreign questions, default floor
         self.model_name = ""
+        self._expand: Callable[[str], list[str]] | None = None  # made at the first question
 
     def _also(self, engine: MemoryEngine, question: str) -> list[str]:
         if question not in self.lines:
-            from memos_cli.assistant.expansion import expander
-            from memos_cli.assistant.llm import chat_model
-
-            model = chat_model(engine.paths)
-            if model is None:
-                raise SystemExit("--expand needs a chat model: set MEMOS_LLM_BASE_URL and MEMOS_LLM_MODEL")
-            self.model_name = model.name
+            expand = self._expand or self._expander(engine)
             started = time.perf_counter()
-            self.lines[question] = expander(model)(question)
+            self.lines[question] = expand(question)
             self.seconds.append(time.perf_counter() - started)
         return self.lines[question]
 
+    def _expander(self, engine: MemoryEngine) -> Callable[[str], list[str]]:
+        """One model (and its client) for the whole run: the environment names it."""
+        from memos_cli.assistant.expansion import expander
+        from memos_cli.assistant.llm import chat_model
+
+        model = chat_model(engine.paths)
+        if model is None:
+            raise SystemExit("--expand needs a chat model: set MEMOS_LLM_BASE_URL and MEMOS_LLM_MODEL")
+        self.model_name = model.name
+        self._expand = expander(model)
+        return self._expand
+
     def score(self, engine: MemoryEngine, q: Question, part: str, scores: Scores) -> None:
         also = self._also(engine, q.text)
-        for system, floor in (("expand", 0.0), (f"expand-{part}", 0.0), ("expand-floor", RECALL_FLOOR)):
-            hits = engine.recall(q.text, limit=max(KS), floor=floor, record_access=False, also=also)
-            scores.add(system, q.category, _refs(hits), q.evidence)
+        ranked = _refs(engine.recall(q.text, limit=max(KS), floor=0.0, record_access=False, also=also))
+        for system in ("expand", f"expand-{part}"):
+            scores.add(system, q.category, ranked, q.evidence)
+        shown = engine.recall(q.text, limit=max(KS), floor=RECALL_FLOOR, record_access=False, also=also)
+        scores.add("expand-floor", q.category, _refs(shown), q.evidence)
 
     def abstain(self, engine: MemoryEngine, question: str) -> None:
         also = self._also(engine, question)
